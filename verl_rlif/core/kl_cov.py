@@ -1,0 +1,108 @@
+"""KL-Cov policy loss (Cui et al., "The Entropy Mechanism of RL for Reasoning LMs", arXiv 2505.22617, eq. 11).
+
+Per valid token t of a micro-batch with N valid tokens:
+
+    ratio_t = exp(log pi(y_t) - log pi_old(y_t))
+    cov_t   = (A_t - mean A) * (log pi(y_t) - mean log pi)             (detached; means over valid tokens)
+    L_t     = -A_t * ratio_t + beta * |log pi(y_t) - log pi_old(y_t)| * 1[t in I]
+
+where I holds the k tokens with the largest cov_t. There is no PPO clipping (as in the reference
+implementation and verl's ``kl_cov``). This module returns the per-token loss matrix; aggregation (and
+data-parallel invariance) is the caller's job (verl's ``agg_loss``).
+
+Rounding of k (why it differs from verl): verl takes k = max(1, int(rho*N)), which inflates the selected
+fraction on small micro-batches (2,000 tokens at rho = 2e-4 select 1 token = 5e-4). Here
+k = floor(rho*N) + Bernoulli(frac(rho*N)) (stochastic rounding), so E[k] = rho*N exactly at every micro-batch
+size, and k equals verl's whenever rho*N is a whole number >= 1.
+
+Everything stays on the input's device: the selection is a sort plus a rank comparison against a device
+tensor, so there is no ``.item()``, ``.cpu()``, ``nonzero`` or boolean indexing (no host synchronisation).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from verl_rlif.config import KLCovConfig
+
+
+def _masked_mean(values: torch.Tensor, mask: torch.Tensor, count: torch.Tensor) -> torch.Tensor:
+    return torch.where(mask, values, 0.0).sum() / count
+
+
+def select_top_cov_tokens(
+    advantages: torch.Tensor,
+    log_prob: torch.Tensor,
+    response_mask: torch.Tensor,
+    top_token_fraction: float,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """Mask of the k valid tokens with the largest cov(A, log pi), k stochastically rounded from rho*N.
+
+    Args:
+        advantages: ``[B, T]``.
+        log_prob: ``[B, T]`` current policy log-probs (detached here).
+        response_mask: ``[B, T]`` bool or 0/1.
+        top_token_fraction: rho in (0, 1].
+        generator: RNG for the rounding draw (on the tensors' device); ``None`` uses the default generator.
+            Under tensor/context parallelism pass one seeded identically on every rank of the group.
+
+    Returns:
+        ``[B, T]`` bool; ties in cov are broken by position (stable sort), so the result is deterministic.
+    """
+    valid = response_mask.bool()
+    num_valid = valid.sum()
+    count = num_valid.clamp(min=1).to(torch.float32)
+    adv = advantages.detach().float()
+    logp = log_prob.detach().float()
+    cov = (adv - _masked_mean(adv, valid, count)) * (logp - _masked_mean(logp, valid, count))
+    cov = torch.where(valid, cov, -torch.inf).reshape(-1)
+
+    k_exact = top_token_fraction * num_valid.to(torch.float64)
+    u = torch.rand((), dtype=torch.float64, device=cov.device, generator=generator)
+    k = torch.floor(k_exact) + (u < k_exact - torch.floor(k_exact)).to(torch.float64)
+
+    order = torch.sort(cov, descending=True, stable=True).indices
+    rank = torch.empty_like(order).scatter_(0, order, torch.arange(order.numel(), device=cov.device))
+    return (rank < k).view_as(valid) & valid
+
+
+def kl_cov_token_losses(
+    old_log_prob: torch.Tensor,
+    log_prob: torch.Tensor,
+    advantages: torch.Tensor,
+    response_mask: torch.Tensor,
+    config: KLCovConfig = KLCovConfig(),
+    generator: torch.Generator | None = None,
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """Per-token KL-Cov loss matrix (see module docstring) and its metrics.
+
+    Args:
+        old_log_prob: ``[B, T]`` log pi_old(y_t) (from the rollout-time forward).
+        log_prob: ``[B, T]`` log pi(y_t), with grad.
+        advantages: ``[B, T]``.
+        response_mask: ``[B, T]`` bool or 0/1.
+        config: rho (``top_token_fraction``) and beta.
+        generator: see :func:`select_top_cov_tokens`.
+
+    Returns:
+        ``(loss [B, T], metrics)``. ``loss`` is differentiable w.r.t. ``log_prob`` and is 0 on padding.
+        ``metrics`` holds 0-dim device tensors: ``selected_fraction`` (k / N), ``selected_abs_log_ratio``
+        (mean |log pi - log pi_old| over selected tokens, 0 if none) and ``abs_log_ratio`` (over all valid tokens).
+    """
+    valid = response_mask.bool()
+    log_ratio = log_prob - old_log_prob
+    abs_log_ratio = log_ratio.abs()
+    selected = select_top_cov_tokens(advantages, log_prob, valid, config.top_token_fraction, generator)
+    loss = -advantages * torch.exp(log_ratio) + config.beta * abs_log_ratio * selected
+    loss = torch.where(valid, loss, 0.0)
+
+    count = valid.sum().clamp(min=1)
+    num_selected = selected.sum()
+    detached = abs_log_ratio.detach()
+    metrics = {
+        "selected_fraction": num_selected / count,
+        "selected_abs_log_ratio": torch.where(selected, detached, 0.0).sum() / num_selected.clamp(min=1),
+        "abs_log_ratio": torch.where(valid, detached, 0.0).sum() / count,
+    }
+    return loss, metrics

@@ -1,0 +1,255 @@
+"""Completion-level reward: token-wise self-certainty (Intuitor, arXiv 2505.19590).
+
+For one position with logits z over the TRUE vocabulary of size V (columns at or beyond ``vocab_size``
+are padding rows of the embedding and are excluded) and sampling temperature tau:
+
+    SC = KL(Uniform_V || softmax(z / tau)) = logsumexp(z / tau) - mean(z / tau) - log V        (eq. 1)
+
+and the sequence reward is the masked mean of SC over response tokens. Four entry points agree to 1e-4:
+
+* :func:`self_certainty_from_logits` evaluates eq. 1 from full logits;
+* :func:`self_certainty_from_logits_and_log_probs` uses logsumexp(z/tau) = z_y/tau - log p_y for the
+  sampled token y, so only one mean over the vocabulary is left:
+  SC = (z_y - mean z) / tau - log p_y - log V;
+* :func:`self_certainty_from_vocab_parallel_logits` evaluates eq. 1 on vocabulary shards (Megatron tensor
+  parallelism) with one all-gather of two numbers per token over the tensor-parallel group;
+* :func:`self_certainty_from_hidden_states` uses z = h W^T, so z_y - mean z = h.(W_y - w_bar) with w_bar the
+  mean of the true-vocabulary rows of W: SC = h.(W_y - w_bar) / tau - log p_y - log V. No pass over the
+  vocabulary per token, for verl's fused-kernel path that never materialises logits.
+
+All computation is fp32 and chunked over tokens: the extra peak memory is one ``[chunk, V]`` fp32 block.
+Non-finite logits are rejected: on CPU with ``ValueError``; on an accelerator through an asynchronous
+device assert, so the GPU path never waits for the host (it fails at the next synchronisation).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.distributed as dist
+
+from verl_rlif.config import SelfCertaintyConfig
+
+DEFAULT_CHUNK_TOKENS = SelfCertaintyConfig.chunk_size_tokens
+Temperature = float | torch.Tensor
+
+
+def _true_vocab(vocab_size: int | None, padded: int) -> int:
+    vocab = padded if vocab_size is None else int(vocab_size)
+    if not 1 <= vocab <= padded:
+        raise ValueError(f"vocab_size={vocab_size} must lie in [1, {padded}] (the logits' last dimension)")
+    return vocab
+
+
+def _token_temperature(temperature: Temperature, lead_shape: torch.Size) -> float | torch.Tensor:
+    """A Python float as is (no device tensor, no copy), or a tensor broadcast to one value per token ``[T]``."""
+    if isinstance(temperature, torch.Tensor):
+        return temperature.float().expand(lead_shape).reshape(-1)
+    if not temperature > 0:
+        raise ValueError(f"temperature={temperature!r} must be > 0")
+    return float(temperature)
+
+
+def _rows(temp: float | torch.Tensor, rows: slice) -> float | torch.Tensor:
+    """The temperature of a chunk of rows, shaped to divide a ``[rows, V]`` block."""
+    return temp if isinstance(temp, float) else temp[rows, None]
+
+
+def _chunks(num_tokens: int, chunk_size_tokens: int):
+    if chunk_size_tokens < 1:
+        raise ValueError(f"chunk_size_tokens={chunk_size_tokens} must be >= 1")
+    for start in range(0, num_tokens, chunk_size_tokens):
+        yield slice(start, min(start + chunk_size_tokens, num_tokens))
+
+
+def _require_finite(sc: torch.Tensor, source: str) -> torch.Tensor:
+    """Reject NaN/inf self-certainty, which arises exactly when an input logit is NaN or infinite."""
+    finite = torch.isfinite(sc).all()
+    message = f"self-certainty: {source} contain NaN or inf; the policy has diverged or the inputs are corrupt"
+    if sc.device.type == "cpu":
+        if not finite:
+            raise ValueError(message)
+    else:
+        torch._assert_async(finite, message)  # no host sync: fails at the next synchronisation point
+    return sc
+
+
+def self_certainty_from_logits(
+    logits: torch.Tensor,
+    vocab_size: int | None = None,
+    temperature: Temperature = 1.0,
+    chunk_size_tokens: int = DEFAULT_CHUNK_TOKENS,
+) -> torch.Tensor:
+    """Per-token self-certainty from full logits (eq. 1).
+
+    Args:
+        logits: ``[..., V_pad]`` any float dtype (not modified).
+        vocab_size: true vocabulary size V <= V_pad; ``None`` means V_pad.
+        temperature: scalar, or a tensor broadcastable to ``logits.shape[:-1]``.
+        chunk_size_tokens: tokens per fp32 chunk.
+
+    Returns:
+        ``[...]`` fp32 self-certainty per position.
+    """
+    vocab = _true_vocab(vocab_size, logits.shape[-1])
+    flat = logits.reshape(-1, logits.shape[-1])
+    temp = _token_temperature(temperature, logits.shape[:-1])
+    out = torch.empty(flat.shape[0], dtype=torch.float32, device=logits.device)
+    for rows in _chunks(flat.shape[0], chunk_size_tokens):
+        z = flat[rows, :vocab].float() / _rows(temp, rows)
+        out[rows] = torch.logsumexp(z, dim=-1) - z.mean(dim=-1)
+    out -= math.log(vocab)
+    return _require_finite(out, "logits").view(logits.shape[:-1])
+
+
+def self_certainty_from_logits_and_log_probs(
+    logits: torch.Tensor,
+    token_ids: torch.Tensor,
+    log_probs: torch.Tensor,
+    vocab_size: int | None = None,
+    temperature: Temperature = 1.0,
+    chunk_size_tokens: int = DEFAULT_CHUNK_TOKENS,
+) -> torch.Tensor:
+    """Per-token self-certainty when log p_y is already known: one mean over the vocabulary, no logsumexp.
+
+    SC = (z_y - mean_V z) / tau - log p_y - log V, with log p_y = log softmax(z / tau)_y.
+
+    Args:
+        logits: ``[..., V_pad]`` (not modified).
+        token_ids: ``[...]`` int64 sampled tokens y (< V).
+        log_probs: ``[...]`` log p_y from the same temperature-scaled logits.
+        vocab_size, temperature, chunk_size_tokens: as in :func:`self_certainty_from_logits`.
+
+    Returns:
+        ``[...]`` fp32.
+    """
+    vocab = _true_vocab(vocab_size, logits.shape[-1])
+    flat = logits.reshape(-1, logits.shape[-1])
+    ids = token_ids.reshape(-1, 1)
+    temp = _token_temperature(temperature, logits.shape[:-1])
+    centred = torch.empty(flat.shape[0], dtype=torch.float32, device=logits.device)
+    for rows in _chunks(flat.shape[0], chunk_size_tokens):
+        true_cols = flat[rows, :vocab]
+        z_y = true_cols.gather(-1, ids[rows]).squeeze(-1).float()
+        centred[rows] = z_y - true_cols.mean(dim=-1, dtype=torch.float32)
+    out = centred / temp - log_probs.reshape(-1).float() - math.log(vocab)
+    return _require_finite(out, "logits or log-probs").view(logits.shape[:-1])
+
+
+def self_certainty_from_vocab_parallel_logits(
+    logits_shard: torch.Tensor,
+    vocab_start_index: int,
+    vocab_size: int,
+    group: dist.ProcessGroup | None = None,
+    temperature: Temperature = 1.0,
+    chunk_size_tokens: int = DEFAULT_CHUNK_TOKENS,
+) -> torch.Tensor:
+    """Per-token self-certainty from vocabulary-parallel logit shards (Megatron tensor parallelism).
+
+    Rank r holds columns ``[vocab_start_index, vocab_start_index + V_local)`` of the padded vocabulary; the
+    shards of the group tile it. Each rank reduces its true-vocabulary columns to (local logsumexp, local sum),
+    one all-gather over ``group`` exchanges them, and every rank then holds the same result:
+    logsumexp = logsumexp_r(lse_r), mean = sum_r(sum_r) / V.
+
+    Args:
+        logits_shard: ``[..., V_local]`` this rank's shard (not modified; Megatron's own vocab-parallel
+            cross-entropy overwrites its input, this does not).
+        vocab_start_index: first global column of this shard.
+        vocab_size: true global vocabulary size V (columns >= V are padding, on any rank).
+        group: tensor-parallel process group (``None``: the default group).
+        temperature, chunk_size_tokens: as in :func:`self_certainty_from_logits`.
+
+    Returns:
+        ``[...]`` fp32, identical on every rank of the group.
+    """
+    if vocab_size < 1:
+        raise ValueError(f"vocab_size={vocab_size} must be >= 1")
+    num_local = logits_shard.shape[-1]
+    num_true_local = max(0, min(num_local, vocab_size - vocab_start_index))
+    flat = logits_shard.reshape(-1, num_local)
+    temp = _token_temperature(temperature, logits_shard.shape[:-1])
+    local = torch.empty(2, flat.shape[0], dtype=torch.float32, device=logits_shard.device)
+    local[0].fill_(-math.inf)  # a shard made only of padding contributes exp(-inf) = 0 and sum 0
+    local[1].zero_()
+    if num_true_local:
+        for rows in _chunks(flat.shape[0], chunk_size_tokens):
+            z = flat[rows, :num_true_local].float() / _rows(temp, rows)
+            local[0, rows] = torch.logsumexp(z, dim=-1)
+            local[1, rows] = z.sum(dim=-1)
+    gathered = [torch.empty_like(local) for _ in range(dist.get_world_size(group))]
+    dist.all_gather(gathered, local, group=group)
+    stacked = torch.stack(gathered)  # [ranks, 2, T]
+    out = torch.logsumexp(stacked[:, 0], dim=0) - stacked[:, 1].sum(dim=0) / vocab_size - math.log(vocab_size)
+    return _require_finite(out, "logit shards").view(logits_shard.shape[:-1])
+
+
+def lm_head_mean_row(weight: torch.Tensor, vocab_size: int | None = None) -> torch.Tensor:
+    """w_bar: ``[H]`` fp32 mean of the true-vocabulary rows of the LM-head weight ``[V_pad, H]``.
+
+    One pass over W; compute it once per weight update and pass it to every micro-batch.
+    """
+    vocab = _true_vocab(vocab_size, weight.shape[0])
+    return weight[:vocab].mean(dim=0, dtype=torch.float32)
+
+
+def self_certainty_from_hidden_states(
+    hidden: torch.Tensor,
+    weight: torch.Tensor,
+    token_ids: torch.Tensor,
+    log_probs: torch.Tensor,
+    vocab_size: int | None = None,
+    temperature: Temperature = 1.0,
+    weight_mean: torch.Tensor | None = None,
+    bias: torch.Tensor | None = None,
+    chunk_size_tokens: int = DEFAULT_CHUNK_TOKENS,
+) -> torch.Tensor:
+    """Per-token self-certainty from final hidden states, without logits.
+
+    SC = (h.(W_y - w_bar) + b_y - mean_V b) / tau - log p_y - log V.
+
+    Args:
+        hidden: ``[..., H]`` final hidden states (after the final norm; the LM head's input).
+        weight: ``[V_pad, H]`` LM-head weight (tied embeddings are fine).
+        token_ids: ``[...]`` int64 sampled tokens y.
+        log_probs: ``[...]`` log p_y from the temperature-scaled logits (the fused kernel returns them).
+        vocab_size: true vocabulary size; ``None`` means V_pad.
+        temperature: as in :func:`self_certainty_from_logits`.
+        weight_mean: ``[H]`` precomputed :func:`lm_head_mean_row` (recomputed when ``None``).
+        bias: optional ``[V_pad]`` LM-head bias.
+        chunk_size_tokens: tokens per chunk of gathered rows ``W_y``.
+
+    Returns:
+        ``[...]`` fp32.
+    """
+    vocab = _true_vocab(vocab_size, weight.shape[0])
+    w_bar = lm_head_mean_row(weight, vocab) if weight_mean is None else weight_mean.float()
+    flat = hidden.reshape(-1, hidden.shape[-1])
+    ids = token_ids.reshape(-1)
+    temp = _token_temperature(temperature, hidden.shape[:-1])
+    centred = torch.empty(flat.shape[0], dtype=torch.float32, device=hidden.device)
+    for rows in _chunks(flat.shape[0], chunk_size_tokens):
+        h = flat[rows].float()
+        centred[rows] = torch.linalg.vecdot(h, weight[ids[rows]].float()) - h @ w_bar
+    if bias is not None:
+        centred += bias[ids].float() - bias[:vocab].mean(dtype=torch.float32)
+    out = centred / temp - log_probs.reshape(-1).float() - math.log(vocab)
+    return _require_finite(out, "hidden states or log-probs").view(hidden.shape[:-1])
+
+
+def sequence_self_certainty(token_sc: torch.Tensor, response_mask: torch.Tensor) -> torch.Tensor:
+    """Sequence reward: masked mean of per-token self-certainty over response tokens.
+
+    r_sc(i) = sum_t m_it SC_it / sum_t m_it, and 0 for a row without response tokens.
+    Values at masked positions are ignored even if they are NaN (verl pads with arbitrary values).
+
+    Args:
+        token_sc: ``[B, T]`` per-token self-certainty.
+        response_mask: ``[B, T]`` bool or 0/1.
+
+    Returns:
+        ``[B]`` fp32.
+    """
+    mask = response_mask.bool()
+    total = torch.where(mask, token_sc.float(), 0.0).sum(dim=-1)
+    return total / mask.sum(dim=-1).clamp(min=1)
