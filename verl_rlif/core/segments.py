@@ -53,10 +53,10 @@ def segment_count(codes: torch.Tensor, num_groups: int) -> torch.Tensor:
 
 
 def segment_amax(values: torch.Tensor, codes: torch.Tensor, num_groups: int, fill: float) -> torch.Tensor:
-    """Group maxima ``[G, ...]``; empty groups hold ``fill``."""
+    """Group maxima ``[G, ...]``; empty groups hold ``fill`` (which never takes part in the maximum)."""
     out = values.new_full((num_groups, *values.shape[1:]), fill)
     index = codes.view(-1, *([1] * (values.dim() - 1))).expand_as(values)
-    return out.scatter_reduce_(0, index, values, reduce="amax")
+    return out.scatter_reduce_(0, index, values, reduce="amax", include_self=False)
 
 
 def segment_amin(values: torch.Tensor, codes: torch.Tensor, num_groups: int, fill: float) -> torch.Tensor:
