@@ -65,7 +65,9 @@ def test_per_token_temperature_tensor():
     temps = torch.tensor([0.5, 1.0, 2.0]).unsqueeze(-1)  # one temperature per sequence, broadcast over positions
     got = self_certainty_from_logits(logits, temperature=temps)
     for b in range(3):
-        torch.testing.assert_close(got[b].double(), kl_uniform_float64(logits[b], 20, temps[b].item()), atol=1e-5, rtol=0)
+        torch.testing.assert_close(
+            got[b].double(), kl_uniform_float64(logits[b], 20, temps[b].item()), atol=1e-5, rtol=0
+        )
 
 
 def test_inputs_are_not_modified():
@@ -81,7 +83,9 @@ def test_log_prob_identity_equals_full_logits(dtype):
     logits = (torch.randn(4, 16, 64, generator=g) * 3).to(dtype)
     ids, logp = sampled_log_probs(logits, 60, 0.8, g)
     full = self_certainty_from_logits(logits, vocab_size=60, temperature=0.8)
-    fast = self_certainty_from_logits_and_log_probs(logits, ids, logp, vocab_size=60, temperature=0.8, chunk_size_tokens=5)
+    fast = self_certainty_from_logits_and_log_probs(
+        logits, ids, logp, vocab_size=60, temperature=0.8, chunk_size_tokens=5
+    )
     torch.testing.assert_close(fast, full, atol=1e-4, rtol=0)
 
 

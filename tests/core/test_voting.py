@@ -152,7 +152,7 @@ configs = st.builds(
 @settings(max_examples=300, deadline=None)
 @given(batches, configs)
 def test_matches_per_group_reference(batch, config):
-    groups, keys = zip(*batch)
+    groups, keys = zip(*batch, strict=True)
     r = cluster_vote(list(groups), list(keys), config)
     assert r.rewards.tolist() == pytest.approx(reference_vote(groups, keys, config), abs=1e-6)
     assert torch.isfinite(r.majority_ratio).all() and torch.isfinite(r.answer_rate).all()
@@ -166,7 +166,7 @@ def test_permutation_equivariant(batch, tie_policy, mode, rnd):
     config = VoteConfig(mode=mode, tie_policy=tie_policy)
     perm = list(range(len(batch)))
     rnd.shuffle(perm)
-    groups, keys = zip(*batch)
+    groups, keys = zip(*batch, strict=True)
     base = cluster_vote(list(groups), list(keys), config).rewards
     permuted = cluster_vote([groups[i] for i in perm], [keys[i] for i in perm], config).rewards
     assert torch.equal(permuted, base[perm])
