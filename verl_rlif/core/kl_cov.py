@@ -15,11 +15,14 @@ fraction on small micro-batches (2,000 tokens at rho = 2e-4 select 1 token = 5e-
 k = floor(rho*N) + Bernoulli(frac(rho*N)) (stochastic rounding), so E[k] = rho*N exactly at every micro-batch
 size, and k equals verl's whenever rho*N is a whole number >= 1.
 
-Everything stays on the input's device: the selection is a sort plus a rank comparison against a device
-tensor, so there is no ``.item()``, ``.cpu()``, ``nonzero`` or boolean indexing (no host synchronisation).
+Everything stays on the input's device: k is a device tensor, and the selection is a top-k up to the static
+bound ceil(rho * B * T) followed by a comparison of ranks with k, so there is no ``.item()``, ``.cpu()``,
+``nonzero`` or boolean indexing (no host synchronisation).
 """
 
 from __future__ import annotations
+
+import math
 
 import torch
 
@@ -48,7 +51,7 @@ def select_top_cov_tokens(
             Under tensor/context parallelism pass one seeded identically on every rank of the group.
 
     Returns:
-        ``[B, T]`` bool; ties in cov are broken by position (stable sort), so the result is deterministic.
+        ``[B, T]`` bool. Ties in cov at the cut are resolved by ``torch.topk``'s order (deterministic per device).
     """
     valid = response_mask.bool()
     num_valid = valid.sum()
@@ -62,9 +65,12 @@ def select_top_cov_tokens(
     u = torch.rand((), dtype=torch.float64, device=cov.device, generator=generator)
     k = torch.floor(k_exact) + (u < k_exact - torch.floor(k_exact)).to(torch.float64)
 
-    order = torch.sort(cov, descending=True, stable=True).indices
-    rank = torch.empty_like(order).scatter_(0, order, torch.arange(order.numel(), device=cov.device))
-    return (rank < k).view_as(valid) & valid
+    # k <= ceil(rho * numel), a bound known from the shape alone: top-k up to it, then keep the first k on device.
+    k_max = min(cov.numel(), math.ceil(top_token_fraction * cov.numel()))
+    top = torch.topk(cov, k_max, sorted=True).indices
+    keep = torch.arange(k_max, device=cov.device) < k
+    selected = torch.zeros(cov.numel(), dtype=torch.bool, device=cov.device).scatter_(0, top, keep)
+    return selected.view_as(valid) & valid
 
 
 def kl_cov_token_losses(

@@ -28,6 +28,7 @@ import math
 
 import torch
 import torch.distributed as dist
+import torch.nn.functional as F
 
 from verl_rlif.config import SelfCertaintyConfig
 
@@ -230,7 +231,8 @@ def self_certainty_from_hidden_states(
     centred = torch.empty(flat.shape[0], dtype=torch.float32, device=hidden.device)
     for rows in _chunks(flat.shape[0], chunk_size_tokens):
         h = flat[rows].float()
-        centred[rows] = torch.linalg.vecdot(h, weight[ids[rows]].float()) - h @ w_bar
+        # embedding() is the fastest row gather; W_y is one [chunk, H] block, never [T, H]
+        centred[rows] = torch.linalg.vecdot(h, F.embedding(ids[rows], weight).float()) - h @ w_bar
     if bias is not None:
         centred += bias[ids].float() - bias[:vocab].mean(dtype=torch.float32)
     out = centred / temp - log_probs.reshape(-1).float() - math.log(vocab)
