@@ -6,9 +6,9 @@
 * :mod:`~verl_rlif.core.kl_cov`: the KL-Cov per-token policy loss.
 """
 
-from verl_rlif.core.gdpo import GDPOResult, gdpo_advantages, group_zscores
-from verl_rlif.core.kl_cov import kl_cov_token_losses, select_top_cov_tokens
-from verl_rlif.core.self_certainty import (
+from .gdpo import GDPOResult, gdpo_advantages, group_zscores
+from .kl_cov import kl_cov_token_losses, select_top_cov_tokens
+from .self_certainty import (
     lm_head_mean_row,
     self_certainty_from_hidden_states,
     self_certainty_from_logits,
@@ -16,7 +16,7 @@ from verl_rlif.core.self_certainty import (
     self_certainty_from_vocab_parallel_logits,
     sequence_self_certainty,
 )
-from verl_rlif.core.voting import VoteResult, cluster_vote
+from .voting import VoteResult, cluster_vote
 
 __all__ = [
     "GDPOResult",

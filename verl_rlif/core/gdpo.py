@@ -22,8 +22,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from verl_rlif.config import GDPOConfig
-from verl_rlif.core.segments import factorize, segment_amax, segment_amin, segment_count, segment_sum
+from ..config import GDPOConfig
+from .segments import factorize, segment_amax, segment_amin, segment_count, segment_sum
 
 WHITEN_VAR_EPS = 1e-8  # verl's masked_whiten constant
 

@@ -26,7 +26,7 @@ import math
 
 import torch
 
-from verl_rlif.config import KLCovConfig
+from ..config import KLCovConfig
 
 
 def _masked_mean(values: torch.Tensor, mask: torch.Tensor, count: torch.Tensor) -> torch.Tensor:

@@ -30,7 +30,7 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 
-from verl_rlif.config import SelfCertaintyConfig
+from ..config import SelfCertaintyConfig
 
 DEFAULT_CHUNK_TOKENS = SelfCertaintyConfig.chunk_size_tokens
 Temperature = float | torch.Tensor

@@ -19,8 +19,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from verl_rlif.config import VoteConfig
-from verl_rlif.core.segments import factorize, segment_amax, segment_amin, segment_count, segment_sum
+from ..config import VoteConfig
+from .segments import factorize, segment_amax, segment_amin, segment_count, segment_sum
 
 
 @dataclass(frozen=True)
