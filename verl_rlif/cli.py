@@ -33,12 +33,42 @@ def _demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check(args: argparse.Namespace) -> int:
+    import os
+
+    from hydra import compose, initialize_config_dir
+
+    from verl_rlif.adapters.checks import ConfigError, validate, verify_registered
+
+    config_dir = os.path.abspath(args.config_path)
+    if not os.path.isdir(config_dir):
+        print(f"verl-rlif check: --config-path {args.config_path!r} is not a directory", file=sys.stderr)
+        return 2
+    with initialize_config_dir(config_dir=config_dir, version_base=None):
+        config = compose(config_name=args.config_name, overrides=args.overrides)
+    try:
+        warnings = validate(config)
+        verify_registered(config)
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        return 1
+    for warning in warnings:
+        print(f"warning: {warning}")
+    print(f"verl-rlif check: {args.config_name} is valid ({len(warnings)} warning(s))")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="verl-rlif", description="Label-free RL (RLIF) for verl.")
     commands = parser.add_subparsers(dest="command", required=True)
     demo = commands.add_parser("demo", help="run the RLIF pipeline on the built-in CPU example")
     demo.add_argument("--seed", type=int, default=0, help="seed of the stand-in policy (default: 0)")
     demo.set_defaults(run=_demo)
+    check = commands.add_parser("check", help="compose and validate a training config (no Ray, no GPU)")
+    check.add_argument("--config-path", default="configs", help="directory of the config (default: ./configs)")
+    check.add_argument("--config-name", default="rlif", help="config name without .yaml (default: rlif)")
+    check.add_argument("overrides", nargs="*", help="Hydra overrides, as for main_ppo (key=value)")
+    check.set_defaults(run=_check)
     return parser
 
 

@@ -10,9 +10,13 @@ GDPO, and the KL-Cov 7B recipe).
 
 from __future__ import annotations
 
+import dataclasses
 import math
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
 
+REWARD_COMPONENTS = ("vote", "self_certainty")
 VOTE_MODES = ("majority", "share")
 TIE_POLICIES = ("all", "none", "first")
 WHITEN_LEVELS = ("response", "token")
@@ -97,3 +101,81 @@ class KLCovConfig:
     def __post_init__(self) -> None:
         _require_range("kl_cov.top_token_fraction", self.top_token_fraction, 0.0, 1.0, low_open=True)
         _require_range("kl_cov.beta", self.beta, 0.0, math.inf)
+
+
+@dataclass(frozen=True)
+class ExtractorConfig:
+    """How response text becomes an answer key (``verl_rlif.answers``)."""
+
+    default: str = "boxed"
+    """Extractor for data sources not listed in ``by_data_source``."""
+    by_data_source: Mapping[str, str] = field(default_factory=dict)
+    """``data_source`` -> extractor name, e.g. ``{openai/gsm8k: boxed}``."""
+
+    def __post_init__(self) -> None:
+        from verl_rlif.answers import get_extractor  # the registry raises naming the registered extractors
+
+        object.__setattr__(self, "by_data_source", dict(self.by_data_source))
+        for name in (self.default, *self.by_data_source.values()):
+            try:
+                get_extractor(name)
+            except ValueError as exc:
+                raise ValueError(f"rlif.extractor: {exc}") from None
+
+    def for_data_source(self, data_source: str) -> str:
+        return self.by_data_source.get(data_source, self.default)
+
+
+@dataclass(frozen=True)
+class RLIFConfig:
+    """Everything under the ``rlif:`` key of the training config."""
+
+    rewards: tuple[str, ...] = REWARD_COMPONENTS
+    """Reward components combined by GDPO, in order; a subset of ``vote``, ``self_certainty``."""
+    vote: VoteConfig = field(default_factory=VoteConfig)
+    self_certainty: SelfCertaintyConfig = field(default_factory=SelfCertaintyConfig)
+    gdpo: GDPOConfig = field(default_factory=GDPOConfig)
+    kl_cov: KLCovConfig = field(default_factory=KLCovConfig)
+    extractor: ExtractorConfig = field(default_factory=ExtractorConfig)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "rewards", tuple(self.rewards))
+        unknown = [r for r in self.rewards if r not in REWARD_COMPONENTS]
+        if unknown or not self.rewards or len(set(self.rewards)) != len(self.rewards):
+            raise ValueError(
+                f"rlif.rewards={list(self.rewards)} must list distinct components from {list(REWARD_COMPONENTS)}"
+            )
+        if len(self.gdpo.weights) != len(self.rewards):
+            raise ValueError(
+                f"rlif.gdpo.weights has {len(self.gdpo.weights)} entries for rlif.rewards={list(self.rewards)}; "
+                f"give one weight per reward component"
+            )
+
+    @classmethod
+    def from_training_config(cls, config: Mapping[str, Any] | None) -> RLIFConfig:
+        """From a whole training config (a Hydra ``DictConfig`` or a mapping): its ``rlif`` key, or defaults."""
+        section = None if config is None else config.get("rlif")
+        if hasattr(section, "_metadata"):  # an OmegaConf node: resolve interpolations into plain containers
+            from omegaconf import OmegaConf
+
+            section = OmegaConf.to_container(section, resolve=True)
+        return cls.from_mapping(section)
+
+    @classmethod
+    def from_mapping(cls, mapping: Mapping[str, Any] | None) -> RLIFConfig:
+        """Build from the plain ``rlif:`` mapping (e.g. ``OmegaConf.to_container``); unknown keys raise."""
+        return _from_mapping(cls, mapping or {}, "rlif")
+
+
+def _from_mapping(cls, mapping: Mapping[str, Any], prefix: str):
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(mapping) - set(fields))
+    if unknown:
+        raise ValueError(f"unknown key(s) {[f'{prefix}.{k}' for k in unknown]}; valid keys: {sorted(fields)}")
+    kwargs = {}
+    for name, value in mapping.items():
+        sub = fields[name].default_factory if fields[name].default_factory is not dataclasses.MISSING else None
+        if dataclasses.is_dataclass(sub) and isinstance(value, Mapping):
+            value = _from_mapping(sub, value, f"{prefix}.{name}")
+        kwargs[name] = value
+    return cls(**kwargs)

@@ -1,0 +1,143 @@
+"""FSDP engine: self-certainty from a tiny transformers model's real logits equals the core, in verl's own
+``prepare_model_inputs`` / ``prepare_model_outputs`` (packed, packed + static padding, padded, Ulysses SP=2).
+
+The engine is built with ``__new__`` (its ``__init__`` needs a device mesh); the attributes set are the ones
+verl's input/output preparation reads. ``forward_step`` itself moves batches to the accelerator, so the
+model forward is run here between the two verl calls, exactly as ``forward_step`` does.
+"""
+
+import types
+
+import pytest
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+from tensordict import TensorDict
+from transformers import Qwen2Config, Qwen2ForCausalLM
+from verl.utils import tensordict_utils as tu
+from verl.utils.ulysses import set_ulysses_sequence_parallel_group
+from verl.workers.engine import EngineRegistry
+
+from verl_rlif.adapters.fsdp_engine import RLIFFSDPEngineWithLMHead
+from verl_rlif.core.self_certainty import self_certainty_from_logits
+
+VOCAB, TEMPERATURE = 136, 0.7
+LENGTHS = (5, 9, 3)
+
+
+def build_model_and_reference():
+    torch.manual_seed(0)
+    config = Qwen2Config(
+        vocab_size=VOCAB,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        attn_implementation="sdpa",
+    )
+    model = Qwen2ForCausalLM(config).eval()
+    seqs = [torch.randint(1, VOCAB, (n,)) for n in LENGTHS]
+    with torch.no_grad():  # each sequence alone, through the model
+        logits = torch.cat([model(input_ids=s[None]).logits[0] for s in seqs])
+    return model, seqs, self_certainty_from_logits(logits, temperature=TEMPERATURE)
+
+
+def make_engine(model, sp_size=1, pad_to_length=False):
+    engine = RLIFFSDPEngineWithLMHead.__new__(RLIFFSDPEngineWithLMHead)
+    engine.module = model
+    engine.use_ulysses_sp, engine.ulysses_sequence_parallel_size = sp_size > 1, sp_size
+    engine.pad_to_length, engine.pad_to_length_bucket = pad_to_length, 16
+    return engine
+
+
+def make_micro_batch(seqs, remove_padding, self_certainty=True, fused=False):
+    nested = lambda xs: torch.nested.as_nested_tensor(xs, layout=torch.jagged)  # noqa: E731
+    batch = TensorDict(
+        {"input_ids": nested(seqs), "position_ids": nested([torch.arange(len(s)) for s in seqs])},
+        batch_size=[len(seqs)],
+    )
+    tu.assign_non_tensor(
+        batch,
+        use_remove_padding=remove_padding,
+        use_fused_kernels=fused,
+        calculate_entropy=False,
+        calculate_self_certainty=self_certainty,
+        self_certainty_chunk_size_tokens=4,
+        temperature=TEMPERATURE,
+        pad_token_id=0,
+    )
+    return batch
+
+
+def run_engine(engine, model, micro_batch):
+    inputs, output_args = engine.prepare_model_inputs(micro_batch)
+    with torch.no_grad():
+        raw = model(**inputs, use_cache=False)
+    return engine.prepare_model_outputs(raw, output_args, micro_batch, None)
+
+
+@pytest.fixture(scope="module")
+def model_and_reference():
+    return build_model_and_reference()
+
+
+@pytest.mark.parametrize("remove_padding, pad_to_length", [(True, False), (True, True), (False, False)])
+def test_self_certainty_equals_core(model_and_reference, remove_padding, pad_to_length):
+    model, seqs, want = model_and_reference
+    out = run_engine(make_engine(model, pad_to_length=pad_to_length), model, make_micro_batch(seqs, remove_padding))
+    got = out["self_certainty"]
+    assert got.is_nested and got.offsets().diff().tolist() == list(LENGTHS)  # aligned with log_probs
+    assert out["log_probs"].offsets().tolist() == got.offsets().tolist()
+    torch.testing.assert_close(got.values(), want, atol=1e-5, rtol=0)
+
+
+def test_nothing_extra_without_the_flag(model_and_reference):
+    model, seqs, _ = model_and_reference
+    out = run_engine(make_engine(model), model, make_micro_batch(seqs, True, self_certainty=False))
+    assert "self_certainty" not in out and "log_probs" in out
+
+
+def test_fused_kernels_are_refused_with_the_switch_to_turn_off(model_and_reference):
+    model, seqs, _ = model_and_reference
+    engine = make_engine(model)
+    micro_batch = make_micro_batch(seqs, True, fused=True)
+    inputs, output_args = engine.prepare_model_inputs(make_micro_batch(seqs, True))
+    with torch.no_grad():
+        raw = model(**inputs, use_cache=False)
+    with pytest.raises(NotImplementedError, match="use_fused_kernels=false"):
+        engine.prepare_model_outputs(raw, output_args, micro_batch, None)
+
+
+def test_selected_by_engine_vendor(monkeypatch):
+    monkeypatch.setenv("VERL_ENGINE_VENDOR", "rlif")
+    assert EngineRegistry.get_engine_cls("language_model", "fsdp") is RLIFFSDPEngineWithLMHead
+    assert EngineRegistry.get_engine_cls("language_model", "fsdp2") is RLIFFSDPEngineWithLMHead
+    monkeypatch.delenv("VERL_ENGINE_VENDOR")
+    assert EngineRegistry.get_engine_cls("language_model", "fsdp") is not RLIFFSDPEngineWithLMHead
+
+
+def _ulysses_worker(rank, world, init_file, result_file):
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
+    set_ulysses_sequence_parallel_group(dist.group.WORLD)
+    model, seqs, want = build_model_and_reference()
+    engine = make_engine(model, sp_size=world)
+    micro_batch = make_micro_batch(seqs, True)
+    inputs, output_args = engine.prepare_model_inputs(micro_batch)
+    # A sequence-parallel forward returns this rank's slice of the padded packed logits; build it from the
+    # full packed logits of the same model (the attention all-to-all is not what is under test here).
+    with torch.no_grad():
+        full = torch.cat([model(input_ids=s[None]).logits[0] for s in seqs])
+    full = torch.cat([full, full.new_zeros(output_args["pad_size"], VOCAB)])
+    chunk = inputs["input_ids"].shape[1]
+    local = types.SimpleNamespace(logits=full[rank * chunk : (rank + 1) * chunk][None])
+    got = engine.prepare_model_outputs(local, output_args, micro_batch, None)["self_certainty"].values()
+    with open(f"{result_file}.{rank}", "w") as f:
+        f.write(repr((got - want).abs().max().item()))
+    dist.destroy_process_group()
+
+
+def test_ulysses_sequence_parallel_gathers_and_unpads(tmp_path):
+    mp.spawn(_ulysses_worker, args=(2, str(tmp_path / "init"), str(tmp_path / "err")), nprocs=2, join=True)
+    for rank in range(2):
+        assert float((tmp_path / f"err.{rank}").read_text()) < 1e-5

@@ -1,0 +1,154 @@
+"""Validation of a composed training config: ``verl-rlif check`` and the ``rlif`` trainer's init run the same code.
+
+Errors are settings that would silently break the method or leak labels; each message names the fix.
+Warnings are weak but legal setups. Registration checks look at verl's registries in this process and report
+why an adapter failed to register (``verl_rlif.register.LOAD_ERRORS``), because verl hides plugin errors.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+
+from omegaconf import DictConfig, OmegaConf
+
+from verl_rlif.config import RLIFConfig
+
+ENGINE_VENDOR = "rlif"
+ENGINE_VENDOR_KEY = "ray_kwargs.ray_init.runtime_env.env_vars.VERL_ENGINE_VENDOR"
+
+
+class ConfigError(ValueError):
+    """One or more settings that break verl-rlif; the message lists every problem with its fix."""
+
+
+def _get(config: DictConfig, key: str, default=None):
+    value = OmegaConf.select(config, key, default=default)
+    return default if value is None else value
+
+
+def _engine_vendor_problem(config: DictConfig) -> str | None:
+    vendor = _get(config, ENGINE_VENDOR_KEY) or os.environ.get("VERL_ENGINE_VENDOR")
+    if vendor == ENGINE_VENDOR:
+        return None
+    return (
+        f"VERL_ENGINE_VENDOR is {vendor!r} for the Ray workers, so verl picks its own engines and self-certainty is "
+        f"never computed: set +{ENGINE_VENDOR_KEY}={ENGINE_VENDOR} (configs/rlif_plugin.yaml does), or export "
+        f"VERL_ENGINE_VENDOR={ENGINE_VENDOR} on every node before `ray start`"
+    )
+
+
+def _switch_problems(config: DictConfig, rlif: RLIFConfig) -> list[str]:
+    expected = [
+        ("trainer.use_v1", True, "the legacy v0 trainer cannot carry self-certainty or vote over groups"),
+        ("trainer.v1.trainer_mode", "rlif", "only the rlif trainer computes the vote and self-certainty rewards"),
+        ("algorithm.adv_estimator", "rlif_gdpo", "the rlif trainer combines its rewards with GDPO"),
+        ("reward.reward_manager.name", "rlif", "the rlif reward manager provides the answer keys the vote needs"),
+    ]
+    problems = [
+        f"{key}={_get(config, key)!r}: {why}; set {key}={str(want).lower() if want is True else want}"
+        for key, want, why in expected
+        if _get(config, key) != want
+    ]
+    if _get(config, "reward.reward_manager.source", "register") != "register":
+        problems.append("reward.reward_manager.source must be 'register' to select the rlif reward manager")
+    if _get(config, "algorithm.filter_groups.enable", False):
+        problems.append(
+            "algorithm.filter_groups.enable=true filters groups on reward-manager scores before the vote (with a "
+            "ground-truth reward that leaks labels into training): set algorithm.filter_groups.enable=false"
+        )
+    n = _get(config, "actor_rollout_ref.rollout.n", 1)
+    if n < 2:
+        problems.append(f"actor_rollout_ref.rollout.n={n}: a vote needs a group; set actor_rollout_ref.rollout.n>=2")
+    if "self_certainty" in rlif.rewards:
+        problems.extend(_self_certainty_problems(config))
+    return problems
+
+
+def _self_certainty_problems(config: DictConfig) -> list[str]:
+    problems = []
+    vendor = _engine_vendor_problem(config)
+    if vendor:
+        problems.append(vendor)
+    if _get(config, "actor_rollout_ref.model.use_fused_kernels", False):
+        problems.append(
+            "actor_rollout_ref.model.use_fused_kernels=true: fused kernels never materialise the logits that "
+            "self-certainty is computed from; set actor_rollout_ref.model.use_fused_kernels=false"
+        )
+    if _get(config, "algorithm.rollout_correction.bypass_mode", False):
+        problems.append(
+            "algorithm.rollout_correction.bypass_mode=true skips the old-log-prob forward pass that computes "
+            "self-certainty; set algorithm.rollout_correction.bypass_mode=false"
+        )
+    return problems
+
+
+def _warnings(config: DictConfig) -> list[str]:
+    warnings = []
+    actor = "actor_rollout_ref.actor"
+    loss_mode = _get(config, f"{actor}.policy_loss.loss_mode", "vanilla")
+    mini_batch, batch = _get(config, f"{actor}.ppo_mini_batch_size", 0), _get(config, "data.train_batch_size", 0)
+    one_update = _get(config, f"{actor}.ppo_epochs", 1) == 1 and mini_batch >= batch
+    if loss_mode == "rlif_kl_cov" and one_update:
+        warnings.append(
+            f"KL-Cov with a single on-policy update per rollout does nothing (log pi = log pi_old): set "
+            f"{actor}.ppo_mini_batch_size below data.train_batch_size (e.g. a quarter) or {actor}.ppo_epochs>1"
+        )
+    if loss_mode == "kl_cov":
+        warnings.append(
+            f"{actor}.policy_loss.loss_mode=kl_cov is verl's version (host syncs, inflated k on small micro-batches); "
+            f"rlif_kl_cov is the same loss without those"
+        )
+    if _get(config, "algorithm.use_kl_in_reward", False):
+        warnings.append("algorithm.use_kl_in_reward is ignored by the rlif trainer; use actor.use_kl_loss instead")
+    return warnings
+
+
+def validate(config: DictConfig) -> list[str]:
+    """Raise :class:`ConfigError` listing every problem; return the warnings."""
+    try:
+        rlif = RLIFConfig.from_training_config(config)
+    except ValueError as exc:
+        raise ConfigError(f"verl-rlif config is invalid:\n  - {exc}") from None
+    problems = _switch_problems(config, rlif)
+    if problems:
+        raise ConfigError("verl-rlif config is invalid:\n" + "\n".join(f"  - {p}" for p in problems))
+    return _warnings(config)
+
+
+def _registered(lookup: Callable[[str], object], name: str) -> bool:
+    try:
+        lookup(name)
+    except Exception:
+        return False
+    return True
+
+
+def verify_registered(config: DictConfig) -> None:
+    """Raise naming every component this process should have registered but has not, and why."""
+    from verl.experimental.reward_loop.reward_manager import get_reward_manager_cls
+    from verl.trainer.ppo.core_algos import get_adv_estimator_fn, get_policy_loss_fn
+    from verl.trainer.ppo.v1 import get_trainer_cls
+
+    from verl_rlif import register
+
+    needed = [
+        ("trainer mode", get_trainer_cls, "rlif", "verl_rlif.adapters.trainer"),
+        ("advantage estimator", get_adv_estimator_fn, "rlif_gdpo", "verl_rlif.adapters.advantage"),
+        ("reward manager", get_reward_manager_cls, "rlif", "verl_rlif.adapters.reward_manager"),
+    ]
+    if _get(config, "actor_rollout_ref.actor.policy_loss.loss_mode") == "rlif_kl_cov":
+        needed.append(("policy loss", get_policy_loss_fn, "rlif_kl_cov", "verl_rlif.adapters.policy_loss"))
+    not_imported = "never imported; is verl-rlif installed in this environment?"
+    missing = [
+        f"{kind} {name!r} (module {module}: {register.LOAD_ERRORS.get(module, not_imported)})"
+        for kind, lookup, name, module in needed
+        if not _registered(lookup, name)
+    ]
+    if missing:
+        raise ConfigError(
+            "verl-rlif components are not registered in this process:\n"
+            + "\n".join(f"  - {m}" for m in missing)
+            + "\nverl loads plugins through the 'verl.plugins' entry point (check VERL_USE_EXTERNAL_PLUGINS is not "
+            "'none'); the fallback is VERL_USE_EXTERNAL_MODULES=verl_rlif.register"
+        )

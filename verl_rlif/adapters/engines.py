@@ -1,0 +1,11 @@
+"""Imported when verl's engine package loads: registers our FSDP engine, and our Megatron engine where
+Megatron imports. A missing Megatron is recorded (``verl_rlif.register.LOAD_ERRORS``), not fatal: FSDP users
+need not install it."""
+
+from verl_rlif import register
+from verl_rlif.adapters import fsdp_engine  # noqa: F401  (registers on import)
+
+try:
+    from verl_rlif.adapters import megatron_engine  # noqa: F401
+except ImportError as exc:
+    register.LOAD_ERRORS["verl_rlif.adapters.megatron_engine"] = f"{type(exc).__name__}: {exc}"

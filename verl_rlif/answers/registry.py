@@ -1,0 +1,51 @@
+"""The extractor interface and its registry (pure Python, no verl)."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Hashable
+from typing import Any
+
+
+class AnswerExtractor(ABC):
+    """Turns a response into an answer key; equal keys mean equivalent answers, ``None`` means no answer.
+
+    ``find`` locates the answer text in a response; ``canonical`` maps an answer text (found in a response, or a
+    dataset's ground truth for monitoring) to its key. Both must never raise on any text.
+    """
+
+    @abstractmethod
+    def find(self, response: str, extra_info: dict[str, Any]) -> str | None:
+        """The raw answer text in ``response``, or None."""
+
+    def canonical(self, answer: str) -> Hashable | None:
+        """Key of an answer text: whitespace removed; None when nothing is left."""
+        key = "".join(answer.split())
+        return key or None
+
+    def extract(self, response: str, extra_info: dict[str, Any] | None = None) -> Hashable | None:
+        found = self.find(response, extra_info or {})
+        return None if found is None else self.canonical(found)
+
+
+EXTRACTORS: dict[str, AnswerExtractor] = {}
+
+
+def register_extractor(name: str) -> Callable[[type[AnswerExtractor]], type[AnswerExtractor]]:
+    """Class decorator: registers one instance of the extractor class under ``name``."""
+
+    def decorator(cls: type[AnswerExtractor]) -> type[AnswerExtractor]:
+        existing = EXTRACTORS.get(name)
+        if existing is not None and type(existing) is not cls:
+            raise ValueError(f"answer extractor {name!r} is already registered to {type(existing).__name__}")
+        EXTRACTORS[name] = cls()
+        return cls
+
+    return decorator
+
+
+def get_extractor(name: str) -> AnswerExtractor:
+    try:
+        return EXTRACTORS[name]
+    except KeyError:
+        raise ValueError(f"unknown answer extractor {name!r}; registered: {sorted(EXTRACTORS)}") from None
