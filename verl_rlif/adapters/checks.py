@@ -124,13 +124,21 @@ def _registered(lookup: Callable[[str], object], name: str) -> bool:
     return True
 
 
+def _why_missing(module: str) -> str:
+    from verl_rlif import register
+
+    if module in register.LOAD_ERRORS:
+        return f"{module} failed to import: {register.LOAD_ERRORS[module]}"
+    if module in register.LOADED:
+        return f"{module} was imported but its entry is gone from verl's registry"
+    return f"{module} was never imported: is verl-rlif installed in this environment?"
+
+
 def verify_registered(config: DictConfig) -> None:
     """Raise naming every component this process should have registered but has not, and why."""
     from verl.experimental.reward_loop.reward_manager import get_reward_manager_cls
     from verl.trainer.ppo.core_algos import get_adv_estimator_fn, get_policy_loss_fn
     from verl.trainer.ppo.v1 import get_trainer_cls
-
-    from verl_rlif import register
 
     needed = [
         ("trainer mode", get_trainer_cls, "rlif", "verl_rlif.adapters.trainer"),
@@ -139,9 +147,8 @@ def verify_registered(config: DictConfig) -> None:
     ]
     if _get(config, "actor_rollout_ref.actor.policy_loss.loss_mode") == "rlif_kl_cov":
         needed.append(("policy loss", get_policy_loss_fn, "rlif_kl_cov", "verl_rlif.adapters.policy_loss"))
-    not_imported = "never imported; is verl-rlif installed in this environment?"
     missing = [
-        f"{kind} {name!r} (module {module}: {register.LOAD_ERRORS.get(module, not_imported)})"
+        f"{kind} {name!r} ({_why_missing(module)})"
         for kind, lookup, name, module in needed
         if not _registered(lookup, name)
     ]

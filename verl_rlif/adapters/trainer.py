@@ -1,0 +1,148 @@
+"""Trainer mode ``rlif`` (verl's v1 ``TRAINER_REGISTRY``): verl's sync trainer with the RLIF advantage step.
+
+Selected by ``trainer.v1.trainer_mode=rlif``. It changes four steps of ``PPOTrainerSync`` and nothing else:
+
+* ``__init__``: validates the config (``verl_rlif.adapters.checks``) and checks that every component is
+  registered in this process, before any worker starts;
+* ``_compute_old_log_prob``: asks the actor engine for self-certainty in the same forward pass as the old
+  log-probs (micro-batch flag ``calculate_self_certainty``); the engine's extra output lands in
+  TransferQueue under ``self_certainty``;
+* ``_compute_ref_log_prob``: forces the flag off (the reference pass writes its outputs under the same keys);
+* ``_compute_advantage``: fetches uids, answer keys (from the reward manager's ``reward_extra_info``) and
+  self-certainty, runs ``verl_rlif.core.step.rlif_step`` (vote + self-certainty -> GDPO), and writes
+  ``advantages``, ``returns`` and the combined label-free reward (``rm_scores``, ``token_level_rewards``).
+  Ground truth reaches only the ``rlif/*_acc`` monitors. verl's padding rows (tag ``is_padding``) take no
+  part. Rollout correction (IS weights) is applied exactly as verl's own step does.
+
+verl internals relied on (pinned verl==0.9.1; docs/how-it-plugs-into-verl.md): the private ``_compute_*``
+step methods and ``_build_replay_buffer``, ``batch.extra_info``/``batch.tags`` of ``KVBatchMeta``, and the
+TransferQueue field names ``uid``, ``response_mask``, ``extra_fields``, ``old_log_probs``, ``rollout_log_probs``.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import torch
+import transfer_queue as tq
+from tensordict import TensorDict
+from verl.protocol import DataProto
+from verl.trainer.ppo.rollout_corr_helper import compute_rollout_correction_and_add_to_batch
+from verl.trainer.ppo.v1 import register_trainer
+from verl.trainer.ppo.v1.trainer_sync import PPOTrainerSync
+from verl.workers.utils.padding import response_from_nested, response_to_nested
+
+from verl_rlif.adapters.checks import validate, verify_registered
+from verl_rlif.adapters.engine_flags import CHUNK_KEY, FLAG, OUTPUT_KEY
+from verl_rlif.config import RLIFConfig
+from verl_rlif.core.step import RLIFStep, rlif_step
+
+logger = logging.getLogger(__name__)
+
+NAME = "rlif"
+MISSING_SELF_CERTAINTY = (
+    "the actor returned no self_certainty: VERL_ENGINE_VENDOR=rlif did not reach the Ray workers, or "
+    "actor_rollout_ref.actor.strategy selects an engine verl-rlif does not extend (supported: fsdp, fsdp2, megatron)"
+)
+
+
+def reward_extra_infos(extra_fields) -> list[dict]:
+    """Per-row ``reward_extra_info`` dicts from TransferQueue's ``extra_fields`` (a NonTensorStack of dicts)."""
+    return [(e.get("reward_extra_info") or {}) if isinstance(e, dict) else {} for e in extra_fields.tolist()]
+
+
+def last_token_scores(values: torch.Tensor, response_mask: torch.Tensor) -> torch.Tensor:
+    """``[N, T]`` with ``values[i]`` on row i's last valid response token and 0 elsewhere (verl's rm_scores)."""
+    scores = torch.zeros(response_mask.shape, dtype=torch.float32)
+    last = (response_mask.sum(dim=-1) - 1).clamp(min=0)
+    scores[torch.arange(len(values)), last] = values * (response_mask.sum(dim=-1) > 0)
+    return scores
+
+
+@register_trainer(NAME)
+class RLIFTrainer(PPOTrainerSync):
+    """verl's synchronous v1 trainer with vote + self-certainty rewards combined by GDPO."""
+
+    def __init__(self, config):
+        for warning in validate(config):
+            logger.warning("verl-rlif: %s", warning)
+        verify_registered(config)
+        self.rlif = RLIFConfig.from_training_config(config)
+        super().__init__(config)
+
+    def _build_replay_buffer(self):
+        # verl treats every trainer_mode other than "sync" as asynchronous; this trainer runs the sync schedule.
+        self.trainer_mode = "sync"
+        return super()._build_replay_buffer()
+
+    @property
+    def _uses_self_certainty(self) -> bool:
+        return "self_certainty" in self.rlif.rewards
+
+    def _compute_old_log_prob(self, batch, metrics):
+        batch.extra_info[FLAG] = self._uses_self_certainty
+        batch.extra_info[CHUNK_KEY] = self.rlif.self_certainty.chunk_size_tokens
+        try:
+            batch = super()._compute_old_log_prob(batch, metrics)
+        finally:
+            batch.extra_info.pop(FLAG, None)
+            batch.extra_info.pop(CHUNK_KEY, None)
+        return batch
+
+    def _compute_ref_log_prob(self, batch, metrics):
+        batch.extra_info[FLAG] = False  # the reference pass must never overwrite the actor's self_certainty
+        return super()._compute_ref_log_prob(batch, metrics)
+
+    def _update_actor(self, batch, metrics):
+        batch = super()._update_actor(batch, metrics)
+        for key in [k for k in metrics if k.startswith("actor/rlif/")]:  # our policy-loss metrics
+            metrics[key.removeprefix("actor/")] = metrics.pop(key)
+        return batch
+
+    def _compute_advantage(self, batch, metrics):
+        fields = ["uid", "response_mask", "extra_fields", "old_log_probs", "rollout_log_probs"]
+        if self._uses_self_certainty:
+            fields.append(OUTPUT_KEY)
+        data = tq.kv_batch_get(keys=batch.keys, partition_id=batch.partition_id, select_fields=fields)
+        if self._uses_self_certainty and OUTPUT_KEY not in data.keys():
+            raise RuntimeError(MISSING_SELF_CERTAINTY)
+        response_mask = data["response_mask"]  # nested, response-only
+        token_sc = None
+        if self._uses_self_certainty:
+            token_sc = response_from_nested(data.pop(OUTPUT_KEY), response_mask).to_padded_tensor(0.0)
+        infos = reward_extra_infos(data.pop("extra_fields"))
+        include = torch.tensor([not tag.get("is_padding", False) for tag in batch.tags])
+
+        padded = DataProto(batch=data.to_padded_tensor())
+        uids = padded.batch.pop("uid").tolist()
+        mask = padded.batch["response_mask"]
+        step = rlif_step(
+            group_ids=uids,
+            answer_keys=[info.get("answer_key") for info in infos],
+            token_self_certainty=token_sc,
+            response_mask=mask,
+            config=self.rlif,
+            include=include,
+            correct=[info.get("acc") if inc else None for info, inc in zip(infos, include.tolist(), strict=True)],
+        )
+        metrics.update(step.metrics)
+        output = self._advantage_fields(step, padded, mask, metrics)
+        nested = {name: response_to_nested(value, response_mask) for name, value in output.items()}
+        return tq.kv_batch_put(
+            keys=batch.keys, partition_id=batch.partition_id, fields=TensorDict(nested, batch_size=len(batch))
+        )
+
+    def _advantage_fields(self, step: RLIFStep, padded: DataProto, mask: torch.Tensor, metrics) -> dict:
+        """The padded ``[N, T]`` fields to write back: advantages, returns, rewards, IS weights if configured."""
+        advantages = step.advantages.unsqueeze(-1) * mask
+        scores = last_token_scores(step.combined_reward, mask)
+        out = {"advantages": advantages, "returns": advantages, "rm_scores": scores, "token_level_rewards": scores}
+        rollout_corr = self.config.algorithm.get("rollout_correction", None)
+        bypass = rollout_corr is not None and rollout_corr.get("bypass_mode", False)
+        if rollout_corr is not None and "rollout_log_probs" in padded.batch and not bypass:
+            padded, is_metrics = compute_rollout_correction_and_add_to_batch(padded, rollout_corr)
+            metrics.update(is_metrics)
+            out["response_mask"] = padded.batch["response_mask"]
+            if "rollout_is_weights" in padded.batch:
+                out["rollout_is_weights"] = padded.batch["rollout_is_weights"]
+        return out

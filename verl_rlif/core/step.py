@@ -1,0 +1,117 @@
+"""One RLIF advantage step over a batch: vote + sequence self-certainty -> GDPO, plus the collapse monitors.
+
+This is everything the ``rlif`` trainer computes at advantage time, as one pure function, so it is tested
+without verl. Ground truth (``correct``) enters only the monitoring metrics, never a reward or an advantage
+(``tests/core/test_step.py`` proves changing it changes no advantage).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable, Sequence
+from dataclasses import dataclass
+
+import torch
+
+from ..config import RLIFConfig
+from .gdpo import gdpo_advantages
+from .self_certainty import sequence_self_certainty
+from .voting import VoteResult, cluster_vote
+
+
+@dataclass(frozen=True)
+class RLIFStep:
+    """Result for N responses (rows outside ``include`` get zeros)."""
+
+    advantages: torch.Tensor
+    """``[N]`` fp32 GDPO advantage per response."""
+    rewards: torch.Tensor
+    """``[N, K]`` fp32 raw reward components, in the order of ``config.rewards``."""
+    combined_reward: torch.Tensor
+    """``[N]`` fp32 sum_k w_k r_k: the scalar reward verl logs as ``critic/score``."""
+    metrics: dict[str, float]
+    """``rlif/...`` metrics (see docs/configuration.md)."""
+
+
+def _mean_std(prefix: str, values: torch.Tensor) -> dict[str, float]:
+    std = values.std(correction=1).item() if values.numel() > 1 else 0.0
+    return {f"{prefix}/mean": values.mean().item() if values.numel() else 0.0, f"{prefix}/std": std}
+
+
+def _monitor_metrics(vote: VoteResult, correct: Sequence[float | None] | None) -> dict[str, float]:
+    """Pseudo-label and ground-truth accuracy, where ground truth exists (monitoring only)."""
+    if correct is None:
+        return {}
+    known = torch.tensor([c is not None for c in correct])
+    if not known.any():
+        return {}
+    acc = torch.tensor([float(c) if c is not None else 0.0 for c in correct])
+    num_groups = vote.majority_ratio.numel()
+    group_has_truth = torch.zeros(num_groups).index_add_(0, vote.group, known.float()) > 0
+    # per group: accuracy of its winning (majority) responses; no winner means a wrong pseudo-label
+    winners = vote.in_majority.float()
+    winner_count = torch.zeros(num_groups).index_add_(0, vote.group, winners)
+    winner_correct = torch.zeros(num_groups).index_add_(0, vote.group, winners * acc)
+    pseudo_label_acc = torch.where(winner_count > 0, winner_correct / winner_count.clamp(min=1), 0.0)
+    return {
+        "rlif/ground_truth_acc": acc[known].mean().item(),
+        "rlif/pseudo_label_acc": pseudo_label_acc[group_has_truth].mean().item(),
+    }
+
+
+def rlif_step(
+    group_ids: Sequence[Hashable],
+    answer_keys: Sequence[Hashable | None],
+    token_self_certainty: torch.Tensor | None,
+    response_mask: torch.Tensor,
+    config: RLIFConfig,
+    include: torch.Tensor | None = None,
+    correct: Sequence[float | None] | None = None,
+) -> RLIFStep:
+    """Rewards, advantages and metrics for one batch.
+
+    Args:
+        group_ids: ``[N]`` prompt uid per response.
+        answer_keys: ``[N]`` canonical answer keys (``None``/``""``: no answer).
+        token_self_certainty: ``[N, T]`` per-token self-certainty of the response tokens (needed when
+            ``"self_certainty" in config.rewards``).
+        response_mask: ``[N, T]`` bool or 0/1.
+        config: the plugin settings.
+        include: ``[N]`` bool; rows outside it (verl's padding rows) take no part and get zeros.
+        correct: ``[N]`` 1.0/0.0 ground-truth correctness or None per response; metrics only.
+
+    Returns:
+        :class:`RLIFStep`.
+    """
+    num = len(group_ids)
+    include = torch.ones(num, dtype=torch.bool) if include is None else include.bool().cpu()
+    rows = include.nonzero().squeeze(-1).tolist()
+    pick = lambda seq: [seq[i] for i in rows]  # noqa: E731
+    mask = response_mask[include.to(response_mask.device)]
+
+    vote = cluster_vote(pick(group_ids), pick(answer_keys), config.vote)
+    components = {"vote": vote.rewards}
+    metrics = {
+        **_mean_std("rlif/vote_reward", vote.rewards),
+        "rlif/majority_ratio/mean": vote.majority_ratio.mean().item(),
+        "rlif/clusters_per_group/mean": vote.num_clusters.float().mean().item(),
+        "rlif/answer_rate/mean": vote.answer_rate.mean().item(),
+    }
+    if "self_certainty" in config.rewards:
+        if token_self_certainty is None:
+            raise ValueError("rlif.rewards includes self_certainty but no per-token self-certainty was given")
+        sc = sequence_self_certainty(token_self_certainty[include.to(token_self_certainty.device)], mask).cpu()
+        components["self_certainty"] = sc
+        metrics.update(_mean_std("rlif/self_certainty", sc))
+
+    rewards = torch.stack([components[name] for name in config.rewards], dim=1)
+    gdpo = gdpo_advantages(rewards, pick(group_ids), config.gdpo, response_mask=mask.cpu())
+    for name, fraction in zip(config.rewards, gdpo.zero_variance_group_fraction.tolist(), strict=True):
+        metrics[f"rlif/zero_variance_groups/{name}"] = fraction
+    metrics.update(_monitor_metrics(vote, pick(correct) if correct is not None else None))
+
+    advantages = torch.zeros(num)
+    advantages[include] = gdpo.advantages
+    all_rewards = torch.zeros(num, rewards.shape[1])
+    all_rewards[include] = rewards
+    combined = all_rewards @ torch.tensor(config.gdpo.weights, dtype=torch.float32)
+    return RLIFStep(advantages=advantages, rewards=all_rewards, combined_reward=combined, metrics=metrics)
