@@ -100,3 +100,18 @@ def test_trainer_init_runs_the_same_validation():
     with pytest.raises(ConfigError, match="set trainer.use_v1=true"):
         RLIFTrainer(composed("trainer.use_v1=false"))
     assert OmegaConf.select(composed(), "trainer.v1.trainer_mode") == "rlif"
+
+
+def test_every_rlif_key_is_documented():
+    doc = (CONFIGS.parent / "docs" / "configuration.md").read_text()
+
+    def keys(cls, prefix):
+        for field in dataclasses.fields(cls):
+            sub = field.default_factory if field.default_factory is not dataclasses.MISSING else None
+            if dataclasses.is_dataclass(sub):
+                yield from keys(sub, f"{prefix}.{field.name}")
+            else:
+                yield f"{prefix}.{field.name}"
+
+    missing = [key for key in keys(RLIFConfig, "rlif") if f"`{key}`" not in doc]
+    assert not missing, f"document these in docs/configuration.md: {missing}"

@@ -1,0 +1,80 @@
+"""Contract with verl's private surface: every private method or field we override or call, with the signature we
+rely on. If verl changes any of them this fails first, naming the piece (docs/how-it-plugs-into-verl.md, table 2).
+"""
+
+import inspect
+
+import pytest
+import verl
+
+
+def params(fn):
+    return list(inspect.signature(fn).parameters)
+
+
+def test_pinned_verl_version():
+    assert verl.__version__ == "0.9.1", "the adapters are verified against verl 0.9.1 only; see pyproject.toml"
+
+
+@pytest.mark.parametrize(
+    "method, expected",
+    [
+        ("_compute_old_log_prob", ["self", "batch", "metrics"]),
+        ("_compute_ref_log_prob", ["self", "batch", "metrics"]),
+        ("_compute_advantage", ["self", "batch", "metrics"]),
+        ("_update_actor", ["self", "batch", "metrics"]),
+        ("_build_replay_buffer", ["self"]),
+    ],
+)
+def test_trainer_step_methods(method, expected):
+    from verl.trainer.ppo.v1.trainer_sync import PPOTrainerSync
+
+    assert params(getattr(PPOTrainerSync, method)) == expected
+
+
+def test_trainer_reads_trainer_mode_to_choose_the_replay_buffer():
+    from verl.trainer.ppo.v1.trainer_base import PPOTrainer
+
+    source = inspect.getsource(PPOTrainer._build_replay_buffer)
+    assert 'self.trainer_mode == "sync"' in source  # why RLIFTrainer sets trainer_mode = "sync"
+
+
+def test_fsdp_engine_surface():
+    from verl.workers.engine.fsdp.transformer_impl import FSDPEngine, FSDPEngineWithLMHead
+
+    assert params(FSDPEngineWithLMHead.prepare_model_outputs) == [
+        "self",
+        "output",
+        "output_args",
+        "micro_batch",
+        "logits_processor_func",
+    ]
+    assert params(FSDPEngine._gather_and_unpad_packed) == ["self", "tensor", "pad_size"]
+    source = inspect.getsource(FSDPEngineWithLMHead.prepare_model_inputs)
+    for key in ("temperature_rmpad", "pad_size", "temperature_is_one"):
+        assert f'"{key}"' in source, f"output_args no longer carries {key}"
+
+
+def test_megatron_engine_surface():
+    from verl.workers.engine import MegatronEngineWithLMHead
+
+    processor = inspect.signature(MegatronEngineWithLMHead._lm_head_logits_processor).parameters
+    assert list(processor)[:4] == ["self", "logits", "label", "temperature"]
+    assert "batch" in processor
+    assert params(MegatronEngineWithLMHead.forward_step) == [
+        "self",
+        "batch_iter",
+        "model",
+        "logits_processor_func",
+        "postprocess_micro_batch_func",
+    ]
+
+
+def test_extension_points():
+    from verl.experimental.reward_loop.reward_manager.base import RewardManagerBase
+    from verl.trainer.ppo.core_algos import agg_loss
+    from verl.workers.engine import EngineRegistry
+
+    assert "vendor" in inspect.signature(EngineRegistry.register).parameters
+    assert params(RewardManagerBase.run_single) == ["self", "data"]
+    assert {"dp_size", "batch_num_tokens", "global_batch_size"} <= set(inspect.signature(agg_loss).parameters)
