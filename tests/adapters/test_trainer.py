@@ -181,3 +181,11 @@ def test_self_certainty_is_requested_in_the_old_log_prob_pass_only(transfer_queu
     old_pass, ref_pass = trainer.actor_rollout_wg.calls
     assert old_pass["calculate_self_certainty"] is True and old_pass["self_certainty_chunk_size_tokens"] == 1024
     assert ref_pass["calculate_self_certainty"] is False
+
+
+def test_combined_reward_sits_on_the_last_valid_token_even_with_holes():
+    from verl_rlif.adapters.trainer import last_token_scores
+
+    mask = torch.tensor([[1, 1, 0, 0], [1, 0, 1, 0], [0, 0, 0, 0]])  # row 1: a tool output in between
+    scores = last_token_scores(torch.tensor([2.0, 3.0, 4.0]), mask)
+    assert scores.tolist() == [[0, 2, 0, 0], [0, 0, 3, 0], [0, 0, 0, 0]]

@@ -52,11 +52,21 @@ def reward_extra_infos(extra_fields) -> list[dict]:
 
 
 def last_token_scores(values: torch.Tensor, response_mask: torch.Tensor) -> torch.Tensor:
-    """``[N, T]`` with ``values[i]`` on row i's last valid response token and 0 elsewhere (verl's rm_scores)."""
+    """``[N, T]`` with ``values[i]`` on row i's last valid response token and 0 elsewhere (verl's rm_scores).
+
+    The last valid token is found by position, not by count: multi-turn masks have holes (tool outputs).
+    """
+    positions = torch.arange(response_mask.shape[-1]).expand_as(response_mask)
+    last = torch.where(response_mask.bool(), positions, -1).amax(dim=-1)
     scores = torch.zeros(response_mask.shape, dtype=torch.float32)
-    last = (response_mask.sum(dim=-1) - 1).clamp(min=0)
-    scores[torch.arange(len(values)), last] = values * (response_mask.sum(dim=-1) > 0)
+    rows = (last >= 0).nonzero().squeeze(-1)
+    scores[rows, last[rows]] = values[rows].float()
     return scores
+
+
+def _drop_self_certainty_flags(batch) -> None:
+    batch.extra_info.pop(FLAG, None)
+    batch.extra_info.pop(CHUNK_KEY, None)
 
 
 @register_trainer(NAME)
@@ -83,11 +93,11 @@ class RLIFTrainer(PPOTrainerSync):
         batch.extra_info[FLAG] = self._uses_self_certainty
         batch.extra_info[CHUNK_KEY] = self.rlif.self_certainty.chunk_size_tokens
         try:
-            batch = super()._compute_old_log_prob(batch, metrics)
+            output = super()._compute_old_log_prob(batch, metrics)
         finally:
-            batch.extra_info.pop(FLAG, None)
-            batch.extra_info.pop(CHUNK_KEY, None)
-        return batch
+            _drop_self_certainty_flags(batch)
+        _drop_self_certainty_flags(output)  # verl may hand back a new meta carrying the same extra_info
+        return output
 
     def _compute_ref_log_prob(self, batch, metrics):
         batch.extra_info[FLAG] = False  # the reference pass must never overwrite the actor's self_certainty
