@@ -50,9 +50,9 @@ class VoteConfig:
     reward 0 for every response (EMPO uses 0.25-0.3). 0 disables the gate."""
 
     def __post_init__(self) -> None:
-        _require_choice("vote.mode", self.mode, VOTE_MODES)
-        _require_choice("vote.tie_policy", self.tie_policy, TIE_POLICIES)
-        _require_range("vote.min_majority_ratio", self.min_majority_ratio, 0.0, 1.0)
+        _require_choice("rlif.vote.mode", self.mode, VOTE_MODES)
+        _require_choice("rlif.vote.tie_policy", self.tie_policy, TIE_POLICIES)
+        _require_range("rlif.vote.min_majority_ratio", self.min_majority_ratio, 0.0, 1.0)
 
 
 @dataclass(frozen=True)
@@ -65,7 +65,7 @@ class SelfCertaintyConfig:
 
     def __post_init__(self) -> None:
         if not isinstance(self.chunk_size_tokens, int) or self.chunk_size_tokens < 1:
-            raise ValueError(f"self_certainty.chunk_size_tokens={self.chunk_size_tokens!r} must be a positive int")
+            raise ValueError(f"rlif.self_certainty.chunk_size_tokens={self.chunk_size_tokens!r} must be a positive int")
 
 
 @dataclass(frozen=True)
@@ -83,9 +83,9 @@ class GDPOConfig:
     def __post_init__(self) -> None:
         object.__setattr__(self, "weights", tuple(float(w) for w in self.weights))
         if not self.weights or not all(math.isfinite(w) for w in self.weights):
-            raise ValueError(f"gdpo.weights={list(self.weights)!r} must be a non-empty list of finite numbers")
-        _require_range("gdpo.eps", self.eps, 0.0, 1.0, low_open=True)
-        _require_choice("gdpo.whiten", self.whiten, WHITEN_LEVELS)
+            raise ValueError(f"rlif.gdpo.weights={list(self.weights)!r} must be a non-empty list of finite numbers")
+        _require_range("rlif.gdpo.eps", self.eps, 0.0, 1.0, low_open=True)
+        _require_choice("rlif.gdpo.whiten", self.whiten, WHITEN_LEVELS)
 
 
 @dataclass(frozen=True)
@@ -99,8 +99,8 @@ class KLCovConfig:
     """Coefficient of |log pi - log pi_old| on the selected tokens (verl's ``ppo_kl_coef``; the paper uses 1)."""
 
     def __post_init__(self) -> None:
-        _require_range("kl_cov.top_token_fraction", self.top_token_fraction, 0.0, 1.0, low_open=True)
-        _require_range("kl_cov.beta", self.beta, 0.0, math.inf)
+        _require_range("rlif.kl_cov.top_token_fraction", self.top_token_fraction, 0.0, 1.0, low_open=True)
+        _require_range("rlif.kl_cov.beta", self.beta, 0.0, math.inf)
 
 
 @dataclass(frozen=True)
