@@ -62,6 +62,34 @@ def _check(args: argparse.Namespace) -> int:
     return 0
 
 
+TASK_EXTRACTORS = {"math": "math", "number": "number", "choice": "choice"}
+
+
+def _vote(args: argparse.Namespace) -> int:
+    import json
+
+    from verl_rlif.answers.offline import read_jsonl, vote_records
+    from verl_rlif.config import VoteConfig
+
+    try:
+        with open(args.file, encoding="utf-8") as f:
+            records = read_jsonl(f)
+        vote = VoteConfig(mode=args.mode, tie_policy=args.tie_policy, min_majority_ratio=args.min_majority_ratio)
+    except (OSError, ValueError) as exc:
+        print(f"verl-rlif vote: {args.file}: {exc}", file=sys.stderr)
+        return 2
+    annotated, summary = vote_records(records, TASK_EXTRACTORS[args.task], vote)
+    lines = "".join(json.dumps(record, ensure_ascii=False) + "\n" for record in annotated)
+    if args.output:  # annotated lines to the file, the summary to the terminal
+        with open(args.output, "w", encoding="utf-8") as f:
+            f.write(lines)
+        print(json.dumps(summary))
+    else:  # annotated lines to stdout (pipeable), the summary to stderr
+        sys.stdout.write(lines)
+        print(json.dumps(summary), file=sys.stderr)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="verl-rlif", description="Label-free RL (RLIF) for verl.")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -73,6 +101,14 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--config-name", default="rlif", help="config name without .yaml (default: rlif)")
     check.add_argument("overrides", nargs="*", help="Hydra overrides, as for main_ppo (key=value)")
     check.set_defaults(run=_check)
+    vote = commands.add_parser("vote", help="extract answers and vote over a JSONL file of grouped responses")
+    vote.add_argument("file", help='JSONL lines {"group": ..., "response": ..., "answer": optional ground truth}')
+    vote.add_argument("--task", choices=sorted(TASK_EXTRACTORS), default="math", help="answer format (default: math)")
+    vote.add_argument("--mode", default="majority", help="vote mode: majority | share (default: majority)")
+    vote.add_argument("--tie-policy", default="all", help="majority ties: all | none | first (default: all)")
+    vote.add_argument("--min-majority-ratio", type=float, default=0.0, help="gate on the top cluster (default: 0)")
+    vote.add_argument("--output", help="write annotated lines here (default: stdout; summary then goes to stderr)")
+    vote.set_defaults(run=_vote)
     return parser
 
 

@@ -107,10 +107,12 @@ class KLCovConfig:
 class ExtractorConfig:
     """How response text becomes an answer key (``verl_rlif.answers``)."""
 
-    default: str = "boxed"
-    """Extractor for data sources not listed in ``by_data_source``."""
+    default: str = "math"
+    """Extractor for data sources not listed in ``by_data_source`` (``math``, ``number``, ``choice``, ``boxed``)."""
     by_data_source: Mapping[str, str] = field(default_factory=dict)
-    """``data_source`` -> extractor name, e.g. ``{openai/gsm8k: boxed}``."""
+    """``data_source`` -> extractor name, e.g. ``{openai/gsm8k: number}``."""
+    last_number_fallback: bool = False
+    """When a response has no boxed answer or answer statement, take its last number (off: no answer)."""
 
     def __post_init__(self) -> None:
         from verl_rlif.answers import get_extractor  # the registry raises naming the registered extractors

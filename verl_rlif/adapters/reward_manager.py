@@ -39,7 +39,7 @@ def answer_info(
     """The ``reward_extra_info`` of one response (see module docstring). Never raises on model output."""
     extractor = get_extractor(settings.extractor.for_data_source(data_source))
     try:
-        key = extractor.extract(response, extra_info)
+        key = extractor.extract(response, extra_info, settings.extractor.last_number_fallback)
     except Exception:  # bad model output must never crash a step: no answer
         logger.debug("answer extraction failed for data_source=%s", data_source, exc_info=True)
         key = None

@@ -6,6 +6,18 @@ An extractor (:class:`AnswerExtractor`) maps a response to a key: equal keys mea
 """
 
 from verl_rlif.answers.boxed import BoxedExtractor, boxed_content
+from verl_rlif.answers.math import ChoiceExtractor, MathExtractor, NumberExtractor, find_final_answer
 from verl_rlif.answers.registry import EXTRACTORS, AnswerExtractor, get_extractor, register_extractor
 
-__all__ = ["EXTRACTORS", "AnswerExtractor", "BoxedExtractor", "boxed_content", "get_extractor", "register_extractor"]
+__all__ = [
+    "EXTRACTORS",
+    "AnswerExtractor",
+    "BoxedExtractor",
+    "ChoiceExtractor",
+    "MathExtractor",
+    "NumberExtractor",
+    "boxed_content",
+    "find_final_answer",
+    "get_extractor",
+    "register_extractor",
+]

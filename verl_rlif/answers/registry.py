@@ -23,8 +23,15 @@ class AnswerExtractor(ABC):
         key = "".join(answer.split())
         return key or None
 
-    def extract(self, response: str, extra_info: dict[str, Any] | None = None) -> Hashable | None:
+    def extract(
+        self, response: str, extra_info: dict[str, Any] | None = None, last_number_fallback: bool = False
+    ) -> Hashable | None:
+        """The key of the response's answer; with ``last_number_fallback``, the last number when none is found."""
         found = self.find(response, extra_info or {})
+        if found is None and last_number_fallback:
+            from verl_rlif.answers.math import last_number
+
+            found = last_number(response)
         return None if found is None else self.canonical(found)
 
 

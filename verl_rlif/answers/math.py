@@ -1,0 +1,89 @@
+"""Extractors ``math``, ``number`` and ``choice``: where the final answer is, and its canonical key.
+
+Where: the last closed ``\\boxed{}``/``\\fbox{}``; else a "final answer is ..." / "answer: ..." / ``#### ...``
+statement near the end. A last-number fallback only when configured (``rlif.extractor.last_number_fallback``).
+Key: ``math`` uses :func:`~verl_rlif.answers.normalize.canonical_math_key`, then the bounded symbolic path
+for what the cheap path cannot settle; ``number`` accepts exact numbers only; ``choice`` a single option letter.
+Nothing here evaluates model text; regular expressions are applied to bounded tails only.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Hashable
+from typing import Any
+
+from verl_rlif.answers.boxed import boxed_content
+from verl_rlif.answers.normalize import canonical_math_key, normalize_latex, number_key, parse_number
+from verl_rlif.answers.registry import AnswerExtractor, register_extractor
+
+TAIL_CHARS = 2000  # statements are searched in the response's tail only: bounded time on 1 MB responses
+MAX_ANSWER_CHARS = 1000  # longer "answers" are not answers
+
+_STATEMENT = re.compile(
+    r"(?:final answer|the answer|answer)\s*(?:is|:)\s*:?\s*\**\s*\$*\\?\(?\s*"  # "The final answer is: $\("
+    r"(.{1,200}?)"  # the answer
+    r"\s*(?:\\\)|\$|\*\*|\n|\.\s|\.$|$)",  # up to a closing math delimiter, bold, line or sentence end
+    re.IGNORECASE,
+)
+_HASHES = re.compile(r"####\s*([^\n]{1,200})")
+_LAST_NUMBER = re.compile(r"[+-]?\d[\d,]*(?:\.\d+)?(?:/\d+)?")
+_CHOICE = re.compile(r"^\(?([A-J])\)?[.:]?$")
+
+
+def find_final_answer(response: str) -> str | None:
+    """The answer text: last box, else the last answer statement in the tail; None if neither."""
+    boxed = boxed_content(response)
+    if boxed is not None:
+        return boxed if len(boxed) <= MAX_ANSWER_CHARS else None
+    tail = response[-TAIL_CHARS:]
+    for pattern in (_HASHES, _STATEMENT):
+        matches = pattern.findall(tail)
+        if matches:
+            return matches[-1].strip()
+    return None
+
+
+def last_number(response: str) -> str | None:
+    matches = _LAST_NUMBER.findall(response[-TAIL_CHARS:])
+    return matches[-1] if matches else None
+
+
+class _FinalAnswerExtractor(AnswerExtractor):
+    def find(self, response: str, extra_info: dict[str, Any]) -> str | None:
+        return find_final_answer(response)
+
+
+@register_extractor("math")
+class MathExtractor(_FinalAnswerExtractor):
+    """Any math answer: numbers, tuples, intervals, sets exactly; expressions via the bounded symbolic path."""
+
+    def canonical(self, answer: str) -> Hashable | None:
+        from verl_rlif.answers.symbolic import symbolic_key
+
+        key, conclusive = canonical_math_key(answer)
+        if not key:
+            return None
+        if conclusive:
+            return key
+        return symbolic_key(key) or key
+
+
+@register_extractor("number")
+class NumberExtractor(_FinalAnswerExtractor):
+    """Exact numbers only (GSM8K-style); anything else is no answer."""
+
+    def canonical(self, answer: str) -> Hashable | None:
+        value = parse_number(normalize_latex(answer))
+        return None if value is None else number_key(value)
+
+
+@register_extractor("choice")
+class ChoiceExtractor(_FinalAnswerExtractor):
+    """Multiple choice: one option letter A-J, from ``B``, ``(B)``, ``B.``, ``\\text{(B)}``, ``Option B``."""
+
+    def canonical(self, answer: str) -> Hashable | None:
+        s = normalize_latex(answer)
+        s = s[len("Option") :] if s.lower().startswith("option") else s
+        match = _CHOICE.match(s.strip())
+        return match.group(1) if match else None

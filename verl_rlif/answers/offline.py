@@ -1,0 +1,73 @@
+"""Offline pseudo-label analysis: extract, key and vote over a JSONL file of grouped responses.
+
+Input lines: ``{"group": ..., "response": "...", "answer": "..."}`` (``answer``, the ground truth, optional).
+Each line comes back with ``answer_key``, ``cluster`` (an int unique within the file, -1 for no answer),
+``vote_reward`` and, with ground truth, ``correct``. Behind ``verl-rlif vote``; also how the tests drive the
+whole path (extraction -> key -> vote) without a trainer.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from typing import Any
+
+from verl_rlif.answers.registry import get_extractor
+from verl_rlif.config import VoteConfig
+from verl_rlif.core.voting import cluster_vote
+
+
+def read_jsonl(lines: Iterable[str]) -> list[dict[str, Any]]:
+    records = []
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"line {number}: not JSON ({exc.msg})") from None
+        missing = [key for key in ("group", "response") if key not in record]
+        if missing:
+            raise ValueError(f"line {number}: missing {missing}; each line needs 'group' and 'response'")
+        records.append(record)
+    return records
+
+
+def vote_records(records: list[dict[str, Any]], extractor_name: str, vote: VoteConfig) -> tuple[list[dict], dict]:
+    """Annotate ``records`` (new dicts) and summarise: groups, answer rate, majority ratio, pseudo-label accuracy."""
+    extractor = get_extractor(extractor_name)
+    keys = [extractor.extract(str(r["response"]), r.get("extra_info") or {}) for r in records]
+    result = cluster_vote([json.dumps(r["group"]) for r in records], keys, vote)
+    out = []
+    for i, record in enumerate(records):
+        annotated = {
+            **record,
+            "answer_key": keys[i],
+            "cluster": int(result.cluster[i]),
+            "vote_reward": float(result.rewards[i]),
+        }
+        if record.get("answer") is not None:
+            truth = extractor.canonical(str(record["answer"]))
+            annotated["correct"] = keys[i] is not None and keys[i] == truth
+        out.append(annotated)
+    summary = {
+        "responses": len(records),
+        "groups": int(result.majority_ratio.numel()),
+        "answer_rate": float(result.answer_rate.mean()) if records else 0.0,
+        "majority_ratio": float(result.majority_ratio.mean()) if records else 0.0,
+    }
+    summary.update(_pseudo_label_accuracy(out, result))
+    return out, summary
+
+
+def _pseudo_label_accuracy(out: list[dict], result) -> dict[str, float]:
+    """Fraction of groups with ground truth whose winning answer is correct (ties: any winner correct)."""
+    groups: dict[int, list[bool]] = {}
+    for i, record in enumerate(out):
+        if "correct" in record:
+            groups.setdefault(int(result.group[i]), [])
+            if result.in_majority[i]:
+                groups[int(result.group[i])].append(record["correct"])
+    if not groups:
+        return {}
+    return {"pseudo_label_accuracy": sum(any(winners) for winners in groups.values()) / len(groups)}
