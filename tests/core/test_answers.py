@@ -54,3 +54,94 @@ def test_never_raises_and_content_is_balanced(text):
             assert depth >= 0
         assert depth == 0
     get_extractor("boxed").extract(text)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# math / number / choice extractors
+
+from verl_rlif.answers import find_final_answer  # noqa: E402
+
+
+@pytest.mark.parametrize(
+    "response, found",
+    [
+        (r"The final answer is $\boxed{\dfrac{3}{4}}$.", r"\dfrac{3}{4}"),
+        (r"**Answer:** \boxed{7}", "7"),
+        (r"Therefore, the answer is \(\boxed{x+1}\).", "x+1"),
+        ("Therefore, the answer is 42.", "42"),
+        ("So the final answer is: $x^2$", "x^2"),
+        ("**Answer:** 0.75\nDone.", "0.75"),
+        ("Natalia sold 48 clips... #### 72", "72"),
+        (r"The answer is \(\frac{1}{2}\).", r"\frac{1}{2}"),
+        ("There are 3 apples and 7 pears", None),  # no answer statement, no box: no last-number guess
+    ],
+)
+def test_final_answer_location(response, found):
+    assert find_final_answer(response) == found
+
+
+def test_last_number_fallback_is_opt_in():
+    math = get_extractor("math")
+    assert math.extract("3 apples and 7 pears") is None
+    assert math.extract("3 apples and 7 pears", last_number_fallback=True) == "7"
+
+
+@pytest.mark.parametrize(
+    "name, response, key",
+    [
+        ("number", r"\boxed{1,000}", "1000"),
+        ("number", r"\boxed{x+1}", None),  # not a number: no answer for the number extractor
+        ("choice", "The answer is (B).", "B"),
+        ("choice", r"\boxed{\text{(C)}}", "C"),
+        ("choice", "Answer: Option D", "D"),
+        ("choice", r"\boxed{42}", None),
+    ],
+)
+def test_number_and_choice(name, response, key):
+    assert get_extractor(name).extract(response) == key
+
+
+def test_python_in_an_answer_is_never_executed(tmp_path):
+    # every extractor and the offline vote path: the payload must stay text
+    marker = tmp_path / "pwned"
+    payloads = [
+        rf"\boxed{{__import__('os').system('touch {marker}')}}",
+        rf"The answer is $__import__('os').system('touch {marker}')$.",
+        rf"\boxed{{eval(\"open('{marker}', 'w')\")}}",
+    ]
+    for name in ("math", "number", "choice", "boxed"):
+        for payload in payloads:
+            get_extractor(name).extract(payload)
+            get_extractor(name).canonical(payload)
+    assert not marker.exists()
+
+
+fuzz_text = st.text(alphabet=st.sampled_from(list("{}\\$()[]^_,.=/ boxedfrac0123456789answerisfinal:\n")), max_size=300)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.one_of(fuzz_text, st.text(max_size=300)))
+def test_extractors_never_raise_on_any_text(text):
+    for name in ("math", "number", "choice", "boxed"):
+        key = get_extractor(name).extract(text, last_number_fallback=True)
+        assert key is None or isinstance(key, str)
+
+
+@pytest.mark.parametrize(
+    "response",
+    [
+        "x" * 1_000_000 + r"\boxed{5}",
+        r"\boxed{" * 100_000,
+        "{" * 200_000 + "}" * 200_000,
+        "The answer is " + "a" * 1_000_000,
+        "answer is " * 100_000,
+        "1," * 300_000,
+        r"\boxed{" + "9" * 100_000 + "}",
+    ],
+    ids=["1MB-prefix", "unclosed-boxes", "deep-braces", "long-statement", "repeated-statements", "commas", "digits"],
+)
+def test_pathological_responses_finish(response):
+    # time is measured in bench/bench_answers.py; here: no exception, and a sane key
+    for name in ("math", "number", "choice"):
+        key = get_extractor(name).extract(response, last_number_fallback=True)
+        assert key is None or len(key) < 2000

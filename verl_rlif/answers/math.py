@@ -27,7 +27,7 @@ _STATEMENT = re.compile(
     re.IGNORECASE,
 )
 _HASHES = re.compile(r"####\s*([^\n]{1,200})")
-_LAST_NUMBER = re.compile(r"[+-]?\d[\d,]*(?:\.\d+)?(?:/\d+)?")
+_LAST_NUMBER = re.compile(r"[+-]?(?:\d{1,3}(?:,\d{3})+|\d{1,400})(?:\.\d{1,400})?(?:/\d{1,400})?")
 _CHOICE = re.compile(r"^\(?([A-J])\)?[.:]?$")
 
 
