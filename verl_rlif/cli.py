@@ -68,6 +68,7 @@ TASK_EXTRACTORS = {"math": "math", "number": "number", "choice": "choice"}
 def _vote(args: argparse.Namespace) -> int:
     import json
 
+    from verl_rlif.answers import symbolic
     from verl_rlif.answers.offline import read_jsonl, vote_records
     from verl_rlif.config import VoteConfig
 
@@ -78,7 +79,8 @@ def _vote(args: argparse.Namespace) -> int:
     except (OSError, ValueError) as exc:
         print(f"verl-rlif vote: {args.file}: {exc}", file=sys.stderr)
         return 2
-    annotated, summary = vote_records(records, TASK_EXTRACTORS[args.task], vote)
+    symbolic.configure(not args.no_symbolic, args.deadline_s)
+    annotated, summary = vote_records(records, TASK_EXTRACTORS[args.task], vote, merge=args.merge)
     lines = "".join(json.dumps(record, ensure_ascii=False) + "\n" for record in annotated)
     if args.output:  # annotated lines to the file, the summary to the terminal
         with open(args.output, "w", encoding="utf-8") as f:
@@ -108,6 +110,9 @@ def build_parser() -> argparse.ArgumentParser:
     vote.add_argument("--tie-policy", default="all", help="majority ties: all | none | first (default: all)")
     vote.add_argument("--min-majority-ratio", type=float, default=0.0, help="gate on the top cluster (default: 0)")
     vote.add_argument("--output", help="write annotated lines here (default: stdout; summary then goes to stderr)")
+    vote.add_argument("--merge", action="store_true", help="merge equivalent distinct answers within each group")
+    vote.add_argument("--no-symbolic", action="store_true", help="cheap normalisation only (no math-verify)")
+    vote.add_argument("--deadline-s", type=float, default=2.0, help="seconds per symbolic parse/check (default: 2)")
     vote.set_defaults(run=_vote)
     return parser
 

@@ -113,11 +113,20 @@ class ExtractorConfig:
     """``data_source`` -> extractor name, e.g. ``{openai/gsm8k: number}``."""
     last_number_fallback: bool = False
     """When a response has no boxed answer or answer statement, take its last number (off: no answer)."""
+    symbolic: bool = True
+    """``math``: canonicalise answers the cheap path cannot settle with math-verify/sympy (in a child process)."""
+    symbolic_deadline_s: float = 2.0
+    """Seconds one symbolic parse or equivalence check may take before its process is killed (the answer then
+    keeps its normalised string)."""
+    merge_equivalent_in_group: bool = False
+    """At vote time, merge distinct keys of one group that math-verify finds equivalent (pairwise, cached,
+    each check bounded by ``symbolic_deadline_s``). Catches what canonical keys miss, at a cost per step."""
 
     def __post_init__(self) -> None:
         from verl_rlif.answers import get_extractor  # the registry raises naming the registered extractors
 
         object.__setattr__(self, "by_data_source", dict(self.by_data_source))
+        _require_range("rlif.extractor.symbolic_deadline_s", self.symbolic_deadline_s, 0.0, 3600.0, low_open=True)
         for name in (self.default, *self.by_data_source.values()):
             try:
                 get_extractor(name)

@@ -25,7 +25,7 @@ from verl import DataProto
 from verl.experimental.reward_loop.reward_manager import register
 from verl.experimental.reward_loop.reward_manager.base import RewardManagerBase
 
-from verl_rlif.answers import get_extractor
+from verl_rlif.answers import get_extractor, symbolic
 from verl_rlif.config import RLIFConfig
 
 logger = logging.getLogger(__name__)
@@ -58,6 +58,7 @@ class RLIFRewardManager(RewardManagerBase):
     def __init__(self, config, tokenizer, compute_score=None, reward_router_address=None, reward_model_tokenizer=None):
         super().__init__(config, tokenizer, compute_score)
         self.settings = RLIFConfig.from_training_config(config)
+        symbolic.configure(self.settings.extractor.symbolic, self.settings.extractor.symbolic_deadline_s)
 
     async def run_single(self, data: DataProto) -> dict:
         item = data[-1]  # multi-output agent loops: the final output carries the answer

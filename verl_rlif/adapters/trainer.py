@@ -9,7 +9,8 @@ Selected by ``trainer.v1.trainer_mode=rlif``. It changes four steps of ``PPOTrai
   TransferQueue under ``self_certainty``;
 * ``_compute_ref_log_prob``: forces the flag off (the reference pass writes its outputs under the same keys);
 * ``_compute_advantage``: fetches uids, answer keys (from the reward manager's ``reward_extra_info``) and
-  self-certainty, runs ``verl_rlif.core.step.rlif_step`` (vote + self-certainty -> GDPO), and writes
+  self-certainty, optionally merges equivalent keys within each group, runs ``verl_rlif.core.step.rlif_step``
+  (vote + self-certainty -> GDPO), and writes
   ``advantages``, ``returns`` and the combined label-free reward (``rm_scores``, ``token_level_rewards``).
   Ground truth reaches only the ``rlif/*_acc`` monitors. verl's padding rows (tag ``is_padding``) take no
   part. Rollout correction (IS weights) is applied exactly as verl's own step does.
@@ -34,6 +35,8 @@ from verl.workers.utils.padding import response_from_nested, response_to_nested
 
 from verl_rlif.adapters.checks import validate, verify_registered
 from verl_rlif.adapters.engine_flags import CHUNK_KEY, FLAG, OUTPUT_KEY
+from verl_rlif.answers import symbolic
+from verl_rlif.answers.merge import merge_equivalent_keys
 from verl_rlif.config import RLIFConfig
 from verl_rlif.core.step import RLIFStep, rlif_step
 
@@ -78,6 +81,7 @@ class RLIFTrainer(PPOTrainerSync):
             logger.warning("verl-rlif: %s", warning)
         verify_registered(config)
         self.rlif = RLIFConfig.from_training_config(config)
+        symbolic.configure(self.rlif.extractor.symbolic, self.rlif.extractor.symbolic_deadline_s)
         super().__init__(config)
 
     def _build_replay_buffer(self):
@@ -126,9 +130,12 @@ class RLIFTrainer(PPOTrainerSync):
         padded = DataProto(batch=data.to_padded_tensor())
         uids = padded.batch.pop("uid").tolist()
         mask = padded.batch["response_mask"]
+        answer_keys = [info.get("answer_key") for info in infos]
+        if self.rlif.extractor.merge_equivalent_in_group:
+            answer_keys = merge_equivalent_keys(uids, answer_keys)
         step = rlif_step(
             group_ids=uids,
-            answer_keys=[info.get("answer_key") for info in infos],
+            answer_keys=answer_keys,
             token_self_certainty=token_sc,
             response_mask=mask,
             config=self.rlif,

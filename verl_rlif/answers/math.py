@@ -66,7 +66,9 @@ class MathExtractor(_FinalAnswerExtractor):
             return None
         if conclusive:
             return key
-        return symbolic_key(key) or key
+        symbolic = symbolic_key(key)
+        # a symbolic result may be a plain number or tuple: key it the cheap way, so 1/2 is always "1/2"
+        return canonical_math_key(symbolic)[0] if symbolic else key
 
 
 @register_extractor("number")

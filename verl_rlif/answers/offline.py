@@ -12,6 +12,7 @@ import json
 from collections.abc import Iterable
 from typing import Any
 
+from verl_rlif.answers.merge import merge_equivalent_keys
 from verl_rlif.answers.registry import get_extractor
 from verl_rlif.config import VoteConfig
 from verl_rlif.core.voting import cluster_vote
@@ -33,11 +34,19 @@ def read_jsonl(lines: Iterable[str]) -> list[dict[str, Any]]:
     return records
 
 
-def vote_records(records: list[dict[str, Any]], extractor_name: str, vote: VoteConfig) -> tuple[list[dict], dict]:
-    """Annotate ``records`` (new dicts) and summarise: groups, answer rate, majority ratio, pseudo-label accuracy."""
+def vote_records(
+    records: list[dict[str, Any]], extractor_name: str, vote: VoteConfig, merge: bool = False
+) -> tuple[list[dict], dict]:
+    """Annotate ``records`` (new dicts) and summarise: groups, answer rate, majority ratio, pseudo-label accuracy.
+
+    With ``merge``, equivalent distinct keys within a group are merged first (``verl_rlif.answers.merge``).
+    """
     extractor = get_extractor(extractor_name)
     keys = [extractor.extract(str(r["response"]), r.get("extra_info") or {}) for r in records]
-    result = cluster_vote([json.dumps(r["group"]) for r in records], keys, vote)
+    groups = [json.dumps(r["group"]) for r in records]
+    if merge:
+        keys = merge_equivalent_keys(groups, keys)
+    result = cluster_vote(groups, keys, vote)
     out = []
     for i, record in enumerate(records):
         annotated = {
