@@ -1,0 +1,86 @@
+"""The symbolic path: canonical keys, the deadline enforced from outside, restart, cache, no evaluation."""
+
+import time
+
+import pytest
+
+from verl_rlif.answers import get_extractor, symbolic
+from verl_rlif.answers.merge import merge_equivalent_keys
+from verl_rlif.answers.symbolic import SymbolicWorker
+
+
+@pytest.fixture(autouse=True)
+def symbolic_on():
+    symbolic.configure(True, 2.0)
+    yield
+    symbolic.configure(True, 2.0)
+
+
+@pytest.mark.parametrize(
+    "left, right",
+    [
+        ("1+x", "x+1"),
+        (r"\sqrt{8}", r"2\sqrt{2}"),
+        (r"\frac{1}{\sqrt{2}}", r"\frac{\sqrt{2}}{2}"),
+        (r"\pi/2", r"\frac{\pi}{2}"),
+    ],
+)
+def test_equivalent_expressions_share_a_key(left, right):
+    math = get_extractor("math")
+    assert math.canonical(left) == math.canonical(right)
+
+
+def test_a_symbolic_number_gets_the_exact_number_key():
+    assert get_extractor("math").canonical(r"\frac{\sqrt{4}}{4}") == get_extractor("math").canonical("0.5") == "1/2"
+
+
+def test_deadline_kills_the_worker_and_the_next_request_still_works():
+    worker = SymbolicWorker(deadline_s=1.0)
+    try:
+        assert worker.request("canonical", "x+x") == "2x"
+        started = time.monotonic()
+        assert worker.request("canonical", r"10^{10^{10^{10}}}") is None  # sympy would run for ages
+        assert time.monotonic() - started < 10  # the deadline, not the computation, decided
+        assert worker.timeouts == 1
+        assert worker.request("canonical", "y+y") == "2y"  # a fresh child answers
+        assert worker.request("canonical", "x+x") == "2x"  # and the cache still holds earlier answers
+    finally:
+        worker.close()
+
+
+def test_pathological_answer_falls_back_to_its_normalised_string():
+    symbolic.configure(True, 0.5)
+    assert get_extractor("math").canonical(r"10^{10^{10^{10}}}") == r"10^{10^{10^{10}}}"
+
+
+def test_disabled_means_normalised_strings():
+    symbolic.configure(False, 2.0)
+    assert get_extractor("math").canonical("1+x") == "1+x"
+
+
+def test_python_payload_is_not_executed_by_the_symbolic_path(tmp_path):
+    marker = tmp_path / "pwned"
+    for payload in (f"__import__('os').system('touch {marker}')", f"eval(\"open('{marker}','w')\")"):
+        get_extractor("math").canonical(payload)
+        symbolic.equivalent(payload, "1")
+    assert not marker.exists()
+
+
+def test_merge_within_groups_only_and_never_between_distinct_numbers():
+    calls = []
+
+    def equivalent(a, b):
+        calls.append((a, b))
+        return {a, b} == {"x^2-1", "(x-1)(x+1)"}
+
+    keys = merge_equivalent_keys(
+        ["g", "g", "g", "h", "g"], ["x^2-1", "(x-1)(x+1)", "2", "(x-1)(x+1)", "3"], equivalent=equivalent
+    )
+    # the representative is the most frequent key, then the smallest: "(" sorts before "x"
+    assert keys == ["(x-1)(x+1)", "(x-1)(x+1)", "2", "(x-1)(x+1)", "3"]
+    assert ("2", "3") not in calls and ("3", "2") not in calls  # exact numbers are never compared
+
+
+def test_merge_with_math_verify():
+    merged = merge_equivalent_keys([1, 1, 1], ["x^{2}-1", "x^{2}-1", "(x-1)(x+1)"])
+    assert merged == ["x^{2}-1"] * 3  # the majority spelling represents the cluster
