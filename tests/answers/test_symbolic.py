@@ -37,13 +37,13 @@ def test_a_symbolic_number_gets_the_exact_number_key():
 def test_deadline_kills_the_worker_and_the_next_request_still_works():
     worker = SymbolicWorker(deadline_s=1.0)
     try:
-        assert worker.request("canonical", "x+x") == "2x"
+        assert worker.request("canonical", "x+x") == "2 x"
         started = time.monotonic()
         assert worker.request("canonical", r"10^{10^{10^{10}}}") is None  # sympy would run for ages
         assert time.monotonic() - started < 10  # the deadline, not the computation, decided
         assert worker.timeouts == 1
-        assert worker.request("canonical", "y+y") == "2y"  # a fresh child answers
-        assert worker.request("canonical", "x+x") == "2x"  # and the cache still holds earlier answers
+        assert worker.request("canonical", "y+y") == "2 y"  # a fresh child answers
+        assert worker.request("canonical", "x+x") == "2 x"  # and the cache still holds earlier answers
     finally:
         worker.close()
 
@@ -84,3 +84,12 @@ def test_merge_within_groups_only_and_never_between_distinct_numbers():
 def test_merge_with_math_verify():
     merged = merge_equivalent_keys([1, 1, 1], ["x^{2}-1", "x^{2}-1", "(x-1)(x+1)"])
     assert merged == ["x^{2}-1"] * 3  # the majority spelling represents the cluster
+
+
+def test_a_truth_value_is_never_a_key():
+    from verl_rlif.answers.symbolic_worker import canonical_latex
+
+    # math-verify reads "x \in [1,2]" as Eq(x, Interval(1, 2)), which simplifies to False: every such answer
+    # would share the key "False"
+    assert canonical_latex(r"x\in[1,2]") is None
+    assert canonical_latex(r"x\in(3,4)") is None

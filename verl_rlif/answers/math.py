@@ -20,10 +20,12 @@ from verl_rlif.answers.registry import AnswerExtractor, register_extractor
 TAIL_CHARS = 2000  # statements are searched in the response's tail only: bounded time on 1 MB responses
 MAX_ANSWER_CHARS = 1000  # longer "answers" are not answers
 
+_ANSWER_WORD = re.compile(r"answer", re.IGNORECASE)
 _STATEMENT = re.compile(
-    r"(?:final answer|the answer|answer)\s*(?:is|:)\s*:?\s*\**\s*\$*\\?\(?\s*"  # "The final answer is: $\("
+    r"(?:final answer|the answer|answer)\s*\**\s*(?:is|:)\s*:?\s*\**\s*"  # "**Final Answer**: ", "answer is"
+    r"\$*(?:\\\(|\\\[)?\s*"  # an opening math delimiter: $, $$, \( or \[
     r"(.{1,200}?)"  # the answer
-    r"\s*(?:\\\)|\$|\*\*|\n|\.\s|\.$|$)",  # up to a closing math delimiter, bold, line or sentence end
+    r"\s*(?:\\\)|\\\]|(?<!\\)\$|\*\*|\n|\.\s|\.$|$)",  # a closing delimiter (not \$), bold, line/sentence end
     re.IGNORECASE,
 )
 _HASHES = re.compile(r"####\s*([^\n]{1,200})")
@@ -37,10 +39,15 @@ def find_final_answer(response: str) -> str | None:
     if boxed is not None:
         return boxed if len(boxed) <= MAX_ANSWER_CHARS else None
     tail = response[-TAIL_CHARS:]
-    for pattern in (_HASHES, _STATEMENT):
-        matches = pattern.findall(tail)
-        if matches:
-            return matches[-1].strip()
+    hashes = _HASHES.findall(tail)
+    if hashes:
+        return hashes[-1].strip()
+    # the last statement wins; matching from each keyword backwards (not findall, whose matches cannot overlap)
+    # finds "The final answer is $5$" inside "Final Answer: The final answer is $5$."
+    for keyword in reversed(list(_ANSWER_WORD.finditer(tail))):
+        match = _STATEMENT.match(tail, keyword.start())
+        if match:
+            return match.group(1).strip()
     return None
 
 

@@ -7,7 +7,10 @@ string, which the symbolic path may still canonicalise (``verl_rlif.answers.symb
 Conventions (docs/answers.md): exact rational equality for numbers (``0.5 = 1/2 = \\dfrac12``, ``2 = 2.0``,
 ``1,000 = 1000``, no rounding tolerance); percent, degree and dollar signs are stripped, not converted;
 ``\\text{..}`` is unwrapped, and a trailing ``\\text{ unit}`` after a number is dropped; a single leading
-assignment ``x = 5`` keeps its value; bracket types matter (``(1,2) != [1,2]``), set order does not.
+assignment ``x = 5`` (or membership ``x \\in [1,2]``) keeps its value; plain-word units after a number are dropped
+(``7 dollars = 7``); scientific notation and repeating decimals are exact (``1e3 = 1000``,
+``0.\\overline{3} = 1/3``); bracket types matter (``(1,2) != [1,2]``), set order does not, and a bare top-level list
+is a set (``1, 2 = \\{2, 1\\}``) whose assignments keep their variable (``x=1, y=2 != x=2, y=1``).
 Every function is linear-time or close to it on any input and never raises.
 """
 
@@ -18,7 +21,8 @@ from fractions import Fraction
 
 MAX_NUMBER_DIGITS = 400  # beyond this a "number" is not worth exact arithmetic (and int() caps at 4300 digits)
 
-_SPACING = re.compile(r"\\(?:left|right|displaystyle|textstyle|!|,|;|:| )|~")
+# a LaTeX line break "\\\\" is matched first so that "\\\\ " never reads as a line break plus "\\ " spacing
+_SPACING = re.compile(r"\\\\|\\(?:left|right|displaystyle|textstyle|!|,|;|:| )|~")
 _FRAC_ALIASES = re.compile(r"\\[dt]frac")
 _TEXT_WRAPPERS = r"\\(?:text|textrm|textbf|textit|mbox|mathrm|mathbf|operatorname)"
 _WHOLE_TEXT = re.compile(rf"^{_TEXT_WRAPPERS}\{{([^{{}}]*)\}}$")
@@ -27,20 +31,27 @@ _TEXT_GROUP = re.compile(rf"{_TEXT_WRAPPERS}\{{([^{{}}]*)\}}")
 _DEGREES = re.compile(r"\^\s*\{?\s*\\circ\s*\}?|°|\\degree")
 _MARKS = re.compile(r"\\%|%|\\\$|\$")
 _ASSIGNMENT = re.compile(r"^[A-Za-z](?:_\{?\w+\}?)?=(?=[^=,]+$)")
+_ELEMENT_ASSIGNMENT = re.compile(r"^[A-Za-z](?:_\{?\w+\}?)?=")
+_MEMBERSHIP = re.compile(r"^[A-Za-z]\\in(?=[\[(\\])")
+# "7 dollars", "5 cm^2": a number, then words of two or more letters that are not math ("2 pi" is 2*pi)
+_WORDS_AFTER_NUMBER = re.compile(
+    r"^([+-]?(?:\d[\d,]*(?:\.\d+)?|\.\d+))\s+(?!(?:pi|sqrt|ln|log|exp|sin|cos|tan)\b)[A-Za-z]{2,}[A-Za-z\s.^0-9/]*$"
+)
 _SHORT_FRAC = re.compile(r"\\frac(\d)(\d)")
 _SHORT_FRAC_1 = re.compile(r"\\frac(\d)\{")
 _SHORT_SQRT = re.compile(r"\\sqrt(\d)")
 _SINGLE_SUP = re.compile(r"\^\{(\w)\}")
 _THOUSANDS = re.compile(r"^[+-]?\d{1,3}(?:,\d{3})+(?:\.\d+)?$")
-_INT_OR_DECIMAL = re.compile(r"^[+-]?(?:\d+\.?\d*|\.\d+)$")
+_INT_OR_DECIMAL = re.compile(r"^[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d{1,3})?$")
+_REPEATING = re.compile(r"^([+-]?)(\d*)\.(\d*)\\overline\{(\d{1,50})\}$")
 _SLASH_FRACTION = re.compile(r"^([+-]?\d+)/([+-]?\d+)$")
 _LATEX_FRACTION = re.compile(r"^([+-]?)\\frac\{([+-]?\d+(?:\.\d+)?)\}\{([+-]?\d+(?:\.\d+)?)\}$")
 
 
 def normalize_latex(text: str) -> str:
     """Formatting-free LaTeX: no spacing commands, no whitespace, unified fractions, no units/percent/degrees."""
-    s = text.strip().rstrip(".").strip()
-    s = _SPACING.sub(" ", s)
+    s = text.strip().rstrip(".").strip().replace("\u2212", "-")  # U+2212 MINUS SIGN
+    s = _SPACING.sub(_space_out, s)
     s = _FRAC_ALIASES.sub(r"\\frac", s)
     s = s.replace("{,}", ",")
     whole = _WHOLE_TEXT.match(s)
@@ -50,8 +61,10 @@ def normalize_latex(text: str) -> str:
     s = _TEXT_GROUP.sub(r"\1", s)
     s = _DEGREES.sub("", s)
     s = _MARKS.sub("", s)
+    s = _WORDS_AFTER_NUMBER.sub(r"\1", s.strip())
     s = "".join(s.split())
     s = _ASSIGNMENT.sub("", s)
+    s = _MEMBERSHIP.sub("", s)
     s = _SHORT_FRAC.sub(r"\\frac{\1}{\2}", s)
     s = _SHORT_FRAC_1.sub(r"\\frac{\1}{", s)
     s = _SHORT_SQRT.sub(r"\\sqrt{\1}", s)
@@ -61,6 +74,10 @@ def normalize_latex(text: str) -> str:
     if _THOUSANDS.match(s):
         s = s.replace(",", "")
     return s.rstrip(".")
+
+
+def _space_out(match: re.Match) -> str:
+    return match.group(0) if match.group(0) == "\\\\" else " "
 
 
 def _balanced(s: str) -> bool:
@@ -86,9 +103,19 @@ def parse_number(s: str) -> Fraction | None:
         if match:
             value = Fraction(match.group(2)) / Fraction(match.group(3))
             return -value if match.group(1) == "-" else value
+        match = _REPEATING.match(s)
+        if match:
+            return _repeating_decimal(*match.groups())
     except (ValueError, ZeroDivisionError):
         return None
     return None
+
+
+def _repeating_decimal(sign: str, whole: str, fixed: str, period: str) -> Fraction:
+    """``whole.fixed(period)(period)...``: the fixed digits over 10^m plus the period over 10^m (10^n - 1)."""
+    value = int(whole or "0") + Fraction(int(fixed or "0"), 10 ** len(fixed))
+    value += Fraction(int(period), 10 ** len(fixed) * (10 ** len(period) - 1))
+    return -value if sign == "-" else value
 
 
 def number_key(value: Fraction) -> str:
@@ -151,7 +178,22 @@ def canonical_math_key(text: str) -> tuple[str, bool]:
         return number_key(value), True
     if s in ("\\infty", "+\\infty", "-\\infty"):
         return s.lstrip("+"), True
-    sequence = _sequence_key(s)
+    sequence = _sequence_key(s) or _bare_list_key(s)
     if sequence is not None:
         return sequence
     return s, False
+
+
+def _bare_list_key(s: str) -> tuple[str, bool] | None:
+    """``1, 2`` or ``x=1, y=2``: a set of element keys; an assignment keeps its variable name."""
+    elements = _split_top_level(s)
+    if len(elements) < 2 or not _balanced_brackets(s):
+        return None
+    parts, conclusive = [], True
+    for element in elements:
+        assignment = _ELEMENT_ASSIGNMENT.match(element)
+        name = assignment.group(0) if assignment else ""
+        key, exact = canonical_math_key(element[len(name) :])
+        parts.append(name + key)
+        conclusive = conclusive and exact
+    return "{" + ",".join(sorted(set(parts))) + "}", conclusive

@@ -25,11 +25,15 @@ def canonical_latex(latex: str) -> str | None:
     """LaTeX of the simplified sympy expression: equal for e.g. ``1+x``/``x+1`` and ``\\sqrt{8}``/``2\\sqrt{2}``."""
     from sympy import latex as to_latex
     from sympy import simplify
+    from sympy.logic.boolalg import BooleanAtom
 
     expr, _ = _parse(latex)
     if expr is None:
         return None
-    return "".join(to_latex(simplify(expr)).split())
+    simplified = simplify(expr)
+    if isinstance(simplified, BooleanAtom):  # "x \in [1,2]" simplifies to False: a truth value is no answer key
+        return None
+    return to_latex(simplified)  # spacing (``\ ``, ``\left``) is removed by the caller's normalisation
 
 
 def equivalent(left: str, right: str) -> bool:
