@@ -2,8 +2,9 @@
 
 Canonical keys catch the common equivalences; this catches the rest (``x^2-1`` vs ``(x-1)(x+1)`` when
 simplification differs, ``e^{i\\pi}`` forms, ...) by pairwise math-verify checks among the few distinct keys
-of each group, through the bounded, cached symbolic worker. Numbers are already exact, so two distinct
-numeric keys are never compared.
+of each group, through the bounded, cached symbolic worker. Two exact keys (numbers and the canonical
+polynomials of ``verl_rlif.answers.exact``, and sequences of them) are different values when they differ, so they
+are never compared.
 """
 
 from __future__ import annotations

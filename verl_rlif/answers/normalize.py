@@ -1,8 +1,10 @@
 """Cheap, pure-string canonicalisation of math answers: most answers end here, without any parser.
 
-``canonical_math_key(text)`` returns ``(key, conclusive)``: ``conclusive`` means the key is exact (a number,
-or a tuple/interval/set of numbers), so no parser can improve it. Otherwise the key is the normalised LaTeX
-string, which the symbolic path may still canonicalise (``verl_rlif.answers.symbolic``).
+``canonical_math_key(text)`` returns ``(key, conclusive)``: ``conclusive`` means the key is exact, so no parser
+can improve it: a number, a polynomial over rationals, square roots, pi and variables in the canonical form of
+``verl_rlif.answers.exact`` (``2*sqrt(3)``, ``1/4*pi``, ``x^2+3*x+2``), or a tuple/interval/set of such.
+Otherwise the key is the normalised LaTeX string, which the symbolic path may still canonicalise
+(``verl_rlif.answers.symbolic``).
 
 Conventions (docs/answers.md): exact rational equality for numbers (``0.5 = 1/2 = \\dfrac12``, ``2 = 2.0``,
 ``1,000 = 1000``, no rounding tolerance); percent, degree and dollar signs are stripped, not converted;
@@ -19,6 +21,8 @@ from __future__ import annotations
 import re
 from fractions import Fraction
 
+from verl_rlif.answers.exact import exact_key
+
 MAX_NUMBER_DIGITS = 400  # beyond this a "number" is not worth exact arithmetic (and int() caps at 4300 digits)
 
 # a LaTeX line break "\\\\" is matched first so that "\\\\ " never reads as a line break plus "\\ " spacing
@@ -31,6 +35,7 @@ _TEXT_GROUP = re.compile(rf"{_TEXT_WRAPPERS}\{{([^{{}}]*)\}}")
 _DEGREES = re.compile(r"\^\s*\{?\s*\\circ\s*\}?|°|\\degree")
 _MARKS = re.compile(r"\\%|%|\\\$|\$")
 _ASSIGNMENT = re.compile(r"^[A-Za-z](?:_\{?\w+\}?)?=(?=[^=,]+$)")
+_TUPLE_ASSIGNMENT = re.compile(r"^\([A-Za-z](?:,[A-Za-z])+\)=(?=\()")  # "(x,y)=(1,2)"
 _ELEMENT_ASSIGNMENT = re.compile(r"^[A-Za-z](?:_\{?\w+\}?)?=")
 _MEMBERSHIP = re.compile(r"^[A-Za-z]\\in(?=[\[(\\])")
 # "7 dollars", "5 cm^2": a number, then words of two or more letters that are not math ("2 pi" is 2*pi)
@@ -40,11 +45,13 @@ _WORDS_AFTER_NUMBER = re.compile(
 _SHORT_FRAC = re.compile(r"\\frac(\d)(\d)")
 _SHORT_FRAC_1 = re.compile(r"\\frac(\d)\{")
 _SHORT_SQRT = re.compile(r"\\sqrt(\d)")
-_SINGLE_SUP = re.compile(r"\^\{(\w)\}")
+_SINGLE_SUP = re.compile(r"\^\{(\w)\}(?!\w)")  # x^{2} -> x^2, but x^{2}3 must not become x^23
 _THOUSANDS = re.compile(r"^[+-]?\d{1,3}(?:,\d{3})+(?:\.\d+)?$")
 _INT_OR_DECIMAL = re.compile(r"^[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d{1,3})?$")
 _REPEATING = re.compile(r"^([+-]?)(\d*)\.(\d*)\\overline\{(\d{1,50})\}$")
 _SLASH_FRACTION = re.compile(r"^([+-]?\d+)/([+-]?\d+)$")
+_MIXED_NUMBER = re.compile(r"^([+-]?)(\d+)\\frac\{(\d+)\}\{(\d+)\}$")  # 1\frac{1}{2} = 3/2, as schools write it
+_COMMAND_SPACE = re.compile(r"(\\[A-Za-z]+)\s+(?=[A-Za-z])")  # "\pi r" must not become the command "\pir"
 _LATEX_FRACTION = re.compile(r"^([+-]?)\\frac\{([+-]?\d+(?:\.\d+)?)\}\{([+-]?\d+(?:\.\d+)?)\}$")
 
 
@@ -62,9 +69,11 @@ def normalize_latex(text: str) -> str:
     s = _DEGREES.sub("", s)
     s = _MARKS.sub("", s)
     s = _WORDS_AFTER_NUMBER.sub(r"\1", s.strip())
-    s = "".join(s.split())
+    s = _COMMAND_SPACE.sub("\\1\x00", s.replace("\x00", ""))
+    s = "".join(s.split()).replace("\x00", " ")  # whitespace goes, except one space between a command and a letter
     s = _ASSIGNMENT.sub("", s)
     s = _MEMBERSHIP.sub("", s)
+    s = _TUPLE_ASSIGNMENT.sub("", s)
     s = _SHORT_FRAC.sub(r"\\frac{\1}{\2}", s)
     s = _SHORT_FRAC_1.sub(r"\\frac{\1}{", s)
     s = _SHORT_SQRT.sub(r"\\sqrt{\1}", s)
@@ -103,6 +112,11 @@ def parse_number(s: str) -> Fraction | None:
         if match:
             value = Fraction(match.group(2)) / Fraction(match.group(3))
             return -value if match.group(1) == "-" else value
+        match = _MIXED_NUMBER.match(s)
+        if match:
+            sign, whole, numerator, denominator = match.groups()
+            value = int(whole) + Fraction(int(numerator), int(denominator))
+            return -value if sign == "-" else value
         match = _REPEATING.match(s)
         if match:
             return _repeating_decimal(*match.groups())
@@ -181,6 +195,9 @@ def canonical_math_key(text: str) -> tuple[str, bool]:
     sequence = _sequence_key(s) or _bare_list_key(s)
     if sequence is not None:
         return sequence
+    exact = exact_key(s)
+    if exact is not None:
+        return exact, True
     return s, False
 
 
