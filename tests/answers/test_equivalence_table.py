@@ -139,6 +139,8 @@ EQUIVALENT = [
     (r"\text{(B)}", "B"),
     ("(B)", "B"),
     (r"\infty", r"\infty"),
+    (r"\text{Yes}", "yes"),
+    (r"\textbf{Monday}", r"\text{monday}"),
     (r"-\infty", r"-\infty"),
 ]
 
@@ -188,6 +190,7 @@ NOT_EQUIVALENT = [
     ("7 dollars", "8 dollars"),
     (r"45^\circ", "135"),
     (r"\frac{a}{b}", r"\frac{b}{a}"),
+    (r"\text{dog}", r"\text{god}"),  # words are words, not products of variables
 ]
 
 

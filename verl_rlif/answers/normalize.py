@@ -51,6 +51,7 @@ _INT_OR_DECIMAL = re.compile(r"^[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d{1,3})?$")
 _REPEATING = re.compile(r"^([+-]?)(\d*)\.(\d*)\\overline\{(\d{1,50})\}$")
 _SLASH_FRACTION = re.compile(r"^([+-]?\d+)/([+-]?\d+)$")
 _MIXED_NUMBER = re.compile(r"^([+-]?)(\d+)\\frac\{(\d+)\}\{(\d+)\}$")  # 1\frac{1}{2} = 3/2, as schools write it
+_WORD = re.compile(r"^[A-Za-z]{3,}$")
 _COMMAND_SPACE = re.compile(r"(\\[A-Za-z]+)\s+(?=[A-Za-z])")  # "\pi r" must not become the command "\pir"
 _LATEX_FRACTION = re.compile(r"^([+-]?)\\frac\{([+-]?\d+(?:\.\d+)?)\}\{([+-]?\d+(?:\.\d+)?)\}$")
 
@@ -192,6 +193,8 @@ def canonical_math_key(text: str) -> tuple[str, bool]:
         return number_key(value), True
     if s in ("\\infty", "+\\infty", "-\\infty"):
         return s.lstrip("+"), True
+    if _WORD.match(s):  # "Yes", "\text{Monday}": a word, not a product of variables (anagrams would collide)
+        return s.lower(), True
     sequence = _sequence_key(s) or _bare_list_key(s)
     if sequence is not None:
         return sequence

@@ -62,11 +62,16 @@ def vote_records(
     summary = {
         "responses": len(records),
         "groups": int(result.majority_ratio.numel()),
-        "answer_rate": float(result.answer_rate.mean()) if records else 0.0,
-        "majority_ratio": float(result.majority_ratio.mean()) if records else 0.0,
+        "answer_rate": _mean(result.answer_rate),
+        "majority_ratio": _mean(result.majority_ratio),
     }
     summary.update(_pseudo_label_accuracy(out, result))
     return out, summary
+
+
+def _mean(values) -> float:
+    """Mean of a per-group tensor, rounded off its float32 noise (0.8333333730697632 -> 0.833333)."""
+    return round(float(values.double().mean()), 6) if values.numel() else 0.0
 
 
 def _pseudo_label_accuracy(out: list[dict], result) -> dict[str, float]:
@@ -79,4 +84,4 @@ def _pseudo_label_accuracy(out: list[dict], result) -> dict[str, float]:
                 groups[int(result.group[i])].append(record["correct"])
     if not groups:
         return {}
-    return {"pseudo_label_accuracy": sum(any(winners) for winners in groups.values()) / len(groups)}
+    return {"pseudo_label_accuracy": round(sum(any(winners) for winners in groups.values()) / len(groups), 6)}
