@@ -121,12 +121,15 @@ class ExtractorConfig:
     merge_equivalent_in_group: bool = False
     """At vote time, merge distinct keys of one group that math-verify finds equivalent (pairwise, cached,
     each check bounded by ``symbolic_deadline_s``). Catches what canonical keys miss, at a cost per step."""
+    merge_budget_s: float = 30.0
+    """Wall-clock seconds the merge may spend per training step; pairs not compared by then stay apart (logged)."""
 
     def __post_init__(self) -> None:
         from verl_rlif.answers import get_extractor  # the registry raises naming the registered extractors
 
         object.__setattr__(self, "by_data_source", dict(self.by_data_source))
         _require_range("rlif.extractor.symbolic_deadline_s", self.symbolic_deadline_s, 0.0, 3600.0, low_open=True)
+        _require_range("rlif.extractor.merge_budget_s", self.merge_budget_s, 0.0, 86400.0, low_open=True)
         for name in (self.default, *self.by_data_source.values()):
             try:
                 get_extractor(name)

@@ -95,3 +95,15 @@ def test_a_truth_value_is_never_a_key():
     # would share the key "False"
     assert canonical_latex(r"x\in[1,2]") is None
     assert canonical_latex(r"x\in(3,4)") is None
+
+
+def test_merge_budget_stops_comparing_and_keeps_keys_apart():
+    def slow_equivalent(a, b):
+        time.sleep(0.05)
+        return True
+
+    keys = [rf"\sin({i}x)" for i in range(8)]
+    started = time.monotonic()
+    merged = merge_equivalent_keys(["g"] * 8, keys, equivalent=slow_equivalent, budget_s=0.12)
+    assert time.monotonic() - started < 1.0  # 7 comparisons would take 0.35 s; the budget ends it after ~3
+    assert 1 < len(set(merged)) < 8  # some pairs were merged before the budget ran out, the rest stayed apart

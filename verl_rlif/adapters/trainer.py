@@ -132,7 +132,7 @@ class RLIFTrainer(PPOTrainerSync):
         mask = padded.batch["response_mask"]
         answer_keys = [info.get("answer_key") for info in infos]
         if self.rlif.extractor.merge_equivalent_in_group:
-            answer_keys = merge_equivalent_keys(uids, answer_keys)
+            answer_keys = merge_equivalent_keys(uids, answer_keys, budget_s=self.rlif.extractor.merge_budget_s)
         step = rlif_step(
             group_ids=uids,
             answer_keys=answer_keys,

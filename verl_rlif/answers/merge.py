@@ -9,10 +9,14 @@ are never compared.
 
 from __future__ import annotations
 
+import logging
+import time
 from collections.abc import Callable, Hashable, Sequence
 
 from verl_rlif.answers import symbolic
 from verl_rlif.answers.normalize import canonical_math_key
+
+logger = logging.getLogger(__name__)
 
 
 def _exact(key: str) -> bool:
@@ -23,9 +27,26 @@ def merge_equivalent_keys(
     group_ids: Sequence[Hashable],
     keys: Sequence[str | None],
     equivalent: Callable[[str, str], bool] = symbolic.equivalent,
+    budget_s: float | None = None,
 ) -> list[str | None]:
     """``keys`` with each group's equivalent distinct keys replaced by one representative (the most frequent,
-    then the smallest)."""
+    then the smallest).
+
+    ``budget_s`` bounds the wall-clock time of the whole call (each check is bounded by the symbolic deadline,
+    but a batch can hold many pairs): once spent, the remaining pairs are not compared and stay apart.
+    """
+    deadline = None if budget_s is None else time.monotonic() + budget_s
+    skipped = 0
+
+    def same(rep: str, key: str) -> bool:
+        nonlocal skipped
+        if _exact(rep) and _exact(key):
+            return False
+        if deadline is not None and time.monotonic() > deadline:
+            skipped += 1
+            return False
+        return equivalent(rep, key)
+
     members: dict[Hashable, dict[str, int]] = {}
     for group, key in zip(group_ids, keys, strict=True):
         if key:
@@ -36,11 +57,11 @@ def merge_equivalent_keys(
         ordered = sorted(counts, key=lambda k: (-counts[k], k))
         representatives: list[str] = []
         for key in ordered:
-            match = next(
-                (rep for rep in representatives if not (_exact(rep) and _exact(key)) and equivalent(rep, key)), None
-            )
+            match = next((rep for rep in representatives if same(rep, key)), None)
             if match is None:
                 representatives.append(key)
             else:
                 renames[(group, key)] = match
+    if skipped:
+        logger.warning("verl-rlif: answer merge budget of %.1fs spent; %d key pairs not compared", budget_s, skipped)
     return [renames.get((group, key), key) if key else key for group, key in zip(group_ids, keys, strict=True)]
