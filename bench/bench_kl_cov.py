@@ -1,13 +1,13 @@
 """KL-Cov loss, forward + backward: verl_rlif.core vs verl 0.9.1's ``kl_cov``, 16 x 2,048 tokens.
 
-Run: .venv/bin/python bench/bench_kl_cov.py
+Run: .venv/bin/python bench/bench_kl_cov.py [--device cuda]
 Same inputs (ragged response mask, rho = 2e-3, beta = 1), token-mean aggregation, backward to log-probs.
 On CPU this measures compute only; the larger win of our version on GPU is that it never synchronises
 with the host (tests/core/test_gpu_no_host_sync.py), which a CPU timing cannot show.
 """
 
 import torch
-from timing import machine, median_seconds
+from timing import device_from_args, machine, median_seconds
 from verl_reference import random_response_mask, verl_actor_config, verl_kl_cov
 
 from verl_rlif.config import KLCovConfig
@@ -17,11 +17,12 @@ ROWS, LENGTH, RHO, BETA = 16, 2048, 2e-3, 1.0
 
 
 def main() -> None:
+    device = device_from_args(__doc__)
     g = torch.Generator().manual_seed(0)
-    mask = random_response_mask(ROWS, LENGTH, g).bool()
-    old = -torch.rand(ROWS, LENGTH, generator=g) * 3
-    new = old + 0.05 * torch.randn(ROWS, LENGTH, generator=g)
-    adv = torch.randn(ROWS, 1, generator=g).expand(ROWS, LENGTH).contiguous()
+    mask = random_response_mask(ROWS, LENGTH, g).bool().to(device)
+    old = (-torch.rand(ROWS, LENGTH, generator=g) * 3).to(device)
+    new = old + 0.05 * torch.randn(ROWS, LENGTH, generator=g).to(device)
+    adv = torch.randn(ROWS, 1, generator=g).expand(ROWS, LENGTH).contiguous().to(device)
     verl_config = verl_actor_config(kl_cov_ratio=RHO, ppo_kl_coef=BETA)
     ours_config = KLCovConfig(top_token_fraction=RHO, beta=BETA)
 

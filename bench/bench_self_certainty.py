@@ -1,6 +1,6 @@
 """Self-certainty entry points vs verl's log-prob + entropy from logits, 4,096 tokens x 32,000 vocabulary (fp32).
 
-Run: .venv/bin/python bench/bench_self_certainty.py
+Run: .venv/bin/python bench/bench_self_certainty.py [--device cuda]
 Baseline: what verl's engine already does per old-log-prob pass, ``logprobs_from_logits`` plus
 ``entropy_from_logits`` on the same logits. Self-certainty rides on the same pass, so its cost is reported
 as a fraction of that baseline. The hidden-state path (for fused kernels that never build logits) takes
@@ -8,7 +8,7 @@ H = 4,096 (a 7B-class model); w_bar is computed once per weight update, and its 
 """
 
 import torch
-from timing import machine, median_seconds
+from timing import device_from_args, machine, median_seconds
 from verl.utils.torch_functional import entropy_from_logits, logprobs_from_logits
 
 from verl_rlif.core.self_certainty import (
@@ -22,11 +22,12 @@ TOKENS, VOCAB, HIDDEN, REPEATS = 4096, 32000, 4096, 5
 
 
 def main() -> None:
+    device = device_from_args(__doc__)
     g = torch.Generator().manual_seed(0)
-    hidden = torch.randn(TOKENS, HIDDEN, generator=g)
-    weight = torch.randn(VOCAB, HIDDEN, generator=g) * HIDDEN**-0.5
+    hidden = torch.randn(TOKENS, HIDDEN, generator=g).to(device)
+    weight = (torch.randn(VOCAB, HIDDEN, generator=g) * HIDDEN**-0.5).to(device)
     logits = hidden @ weight.T
-    ids = torch.randint(0, VOCAB, (TOKENS,), generator=g)
+    ids = torch.randint(0, VOCAB, (TOKENS,), generator=g).to(device)
     logp = logprobs_from_logits(logits, ids)
     w_bar = lm_head_mean_row(weight)
 

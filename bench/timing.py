@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import os
 import platform
 import statistics
@@ -16,13 +17,27 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
 
+def device_from_args(description: str) -> torch.device:
+    """``--device cpu|cuda`` (default cpu): where a benchmark puts its tensors."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--device", default="cpu", help="cpu (default) or cuda")
+    return torch.device(parser.parse_args().device)
+
+
 def median_seconds(fn: Callable[[], object], repeats: int, warmup: int = 1) -> float:
-    for _ in range(warmup):
+    """Median wall time of ``fn``; CUDA work is waited for, so GPU timings include the kernels."""
+
+    def run():
         fn()
+        if torch.cuda.is_initialized():
+            torch.cuda.synchronize()
+
+    for _ in range(warmup):
+        run()
     times = []
     for _ in range(repeats):
         start = time.perf_counter()
-        fn()
+        run()
         times.append(time.perf_counter() - start)
     return statistics.median(times)
 
@@ -36,4 +51,5 @@ def machine() -> str:
                 break
     except OSError:
         pass
-    return f"{cpu}; {os.cpu_count()} cores; torch {torch.__version__}, {torch.get_num_threads()} threads"
+    host = f"{cpu}; {os.cpu_count()} cores; torch {torch.__version__}, {torch.get_num_threads()} threads"
+    return f"{torch.cuda.get_device_name()}; {host}" if torch.cuda.is_initialized() else host
