@@ -44,15 +44,19 @@ def configure(settings: SandboxConfig) -> None:
         _settings, _executor = settings, None
 
 
+def current_settings() -> SandboxConfig:
+    """The configured settings (defaults until :func:`configure` is called)."""
+    from verl_rlif.config import SandboxConfig
+
+    return _settings or SandboxConfig()
+
+
 def get_executor() -> Executor:
     """This process's executor, created (with the configured or default settings) and started on first use."""
     global _settings, _executor
     with _lock:
         if _executor is None:
-            if _settings is None:
-                from verl_rlif.config import SandboxConfig
-
-                _settings = SandboxConfig()
+            _settings = current_settings()
             _executor = make_executor(_settings)
         executor = _executor
     executor.start()

@@ -53,12 +53,15 @@ ENVIRONMENT = {
 }
 
 
-def _bwrap_prefix(base_dir: str, size_bytes: int) -> list[str]:
-    """The bubblewrap command line that wraps a worker, or [] when ``bwrap`` is not installed."""
+def _bwrap_prefix(base_dir: str, size_bytes: int, uid: int) -> list[str]:
+    """The bubblewrap command line that wraps a worker, or [] when ``bwrap`` is not installed. The worker runs as
+    ``uid`` in a user namespace (no capabilities), sees only read-only Python and system libraries, a fresh
+    /proc of its own pid namespace, no network, and a size-limited tmpfs as its private base directory."""
     bwrap = shutil.which("bwrap")
     if bwrap is None:
         return []
-    args = [bwrap, "--unshare-all", "--die-with-parent", "--new-session", "--proc", "/proc", "--dev", "/dev"]
+    args = [bwrap, "--unshare-all", "--unshare-user", "--uid", str(uid), "--gid", str(uid), "--die-with-parent"]
+    args += ["--new-session", "--proc", "/proc", "--dev", "/dev"]
     read_only = {sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix, str(PACKAGE_DIR), *SYSTEM_PATHS}
     for path in sorted(read_only):
         args += ["--ro-bind-try", path, path]
@@ -116,7 +119,8 @@ class _Worker:
         self.base_dir = tempfile.mkdtemp(prefix=f"rlif-sandbox-{os.getpid()}-{self.index}-")
         wrapper = []
         if self.settings.use_namespaces:
-            wrapper = _bwrap_prefix(self.base_dir, self.settings.file_size_limit_mb * 2**20)
+            size = self.settings.file_size_limit_mb * 2**20
+            wrapper = _bwrap_prefix(self.base_dir, size, self.settings.sandbox_uid)
             self.namespaces = "unavailable: bwrap not found" if not wrapper else "active (bubblewrap)"
         hello, error = self._launch(wrapper)
         if hello is None and wrapper:  # namespaces refused (typical in containers): without them

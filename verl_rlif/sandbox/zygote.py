@@ -57,6 +57,14 @@ def _vm_size_bytes() -> int:
     return 0
 
 
+def _in_user_namespace() -> bool:
+    try:
+        with open("/proc/self/uid_map") as uid_map:
+            return uid_map.read().split() != ["0", "0", "4294967295"]
+    except OSError:
+        return False
+
+
 def _die_with_parent() -> None:
     if _libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) != 0:
         raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG) failed")
@@ -174,7 +182,9 @@ class Zygote:
             except OSError as error:
                 self.layers["landlock"] = f"unavailable: {error}"
         if wanted.get("uid_drop"):
-            if os.geteuid() != 0:
+            if os.geteuid() != 0 and _in_user_namespace():
+                self.layers["uid_drop"] = f"active (uid {os.geteuid()} in a user namespace, no capabilities)"
+            elif os.geteuid() != 0:
                 self.layers["uid_drop"] = "not needed (not running as root)"
             else:
                 self.layers["uid_drop"] = self._probe(self._probe_uid_drop)
