@@ -127,4 +127,5 @@ class SandboxFusionExecutor(Executor):
         code = code if isinstance(code, int) else 1
         if code > 128 and not records:  # a shell reports a killed child as 128 + signal
             code = 128 - code
-        return from_record(records[-1] if records else "", stdout, code, call_mode, self.settings.float_significant_digits)
+        record = records[-1] if records else ""
+        return from_record(record, stdout, code, call_mode, self.settings.float_significant_digits)
