@@ -60,8 +60,10 @@ def _bwrap_prefix(base_dir: str, size_bytes: int, uid: int) -> list[str]:
     bwrap = shutil.which("bwrap")
     if bwrap is None:
         return []
+    # no --new-session: the worker already starts a session without a terminal (start_new_session), and staying in
+    # bwrap's process group lets one killpg take bwrap, the namespace's init and the worker together
     args = [bwrap, "--unshare-all", "--unshare-user", "--uid", str(uid), "--gid", str(uid), "--die-with-parent"]
-    args += ["--new-session", "--proc", "/proc", "--dev", "/dev"]
+    args += ["--proc", "/proc", "--dev", "/dev"]
     read_only = {sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix, str(PACKAGE_DIR), *SYSTEM_PATHS}
     for path in sorted(read_only):
         args += ["--ro-bind-try", path, path]

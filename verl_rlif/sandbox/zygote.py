@@ -76,15 +76,20 @@ def _set_no_new_privs() -> None:
 
 
 def _wipe(path: str) -> None:
-    """Remove ``path`` even where the program removed its own permissions."""
-
-    def retry(function, failed, _info):
-        os.chmod(os.path.dirname(failed) or ".", 0o700)
-        if os.path.isdir(failed) and not os.path.islink(failed):
-            os.chmod(failed, 0o700)
-        function(failed)
-
-    shutil.rmtree(path, onerror=retry)
+    """Remove ``path`` even where the program took away its own permissions (the program is dead by now, so the
+    tree cannot change underneath; symbolic links are never followed)."""
+    try:
+        shutil.rmtree(path)
+        return
+    except OSError:
+        pass
+    os.chmod(path, 0o700)
+    for root, dirs, _ in os.walk(path):  # top-down: each directory is unlocked before it is listed
+        for name in dirs:
+            child = os.path.join(root, name)
+            if not os.path.islink(child):
+                os.chmod(child, 0o700)
+    shutil.rmtree(path)
 
 
 class Zygote:
