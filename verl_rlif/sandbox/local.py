@@ -78,7 +78,7 @@ def _send(fd: int, message: dict) -> None:
 
 
 def _receive(fd: int, deadline: float) -> dict | None:
-    """One message, or None when the worker closed its pipe or missed the monotonic ``deadline``."""
+    """One message, or None when the worker missed the monotonic ``deadline``; ``EOFError`` when it is gone."""
     data, need, header_done = b"", 4, False
     while len(data) < need:
         remaining = deadline - time.monotonic()
@@ -86,7 +86,7 @@ def _receive(fd: int, deadline: float) -> dict | None:
             return None
         chunk = os.read(fd, max(65536, need - len(data)))
         if not chunk:
-            return None
+            raise EOFError("the sandbox worker closed its pipe")
         data += chunk
         if not header_done and len(data) >= 4:
             need, header_done = 4 + struct.unpack(">I", data[:4])[0], True
@@ -146,7 +146,10 @@ class _Worker:
             cwd=self.base_dir,
             start_new_session=True,  # its own process group: one kill takes the worker and anything under it
         )
-        hello = _receive(self.proc.stdout.fileno(), time.monotonic() + STARTUP_DEADLINE_S)
+        try:
+            hello = _receive(self.proc.stdout.fileno(), time.monotonic() + STARTUP_DEADLINE_S)
+        except EOFError:
+            hello = None
         if hello is None or hello.get("probe") != "OUT:42":
             self._kill()
             stderr.seek(0)
@@ -158,12 +161,16 @@ class _Worker:
         return hello, ""
 
     def request(self, program: str, inputs: list[str], fn_name: str | None, timeout_s: float) -> list[str] | None:
-        """Signatures, or None when the worker failed (it is killed then; :meth:`start` brings up a new one)."""
+        """Signatures, or None when the worker missed its deadline (it is killed then; :meth:`start` brings up a
+        new one). ``EOFError`` when the worker was gone (killed from outside): the program can be retried."""
         message = {"source": program, "fn_name": fn_name, "inputs": inputs, "timeout_s": timeout_s}
         deadline = time.monotonic() + len(inputs) * (timeout_s + 1.0) + REQUEST_SLACK_S
         try:
             _send(self.proc.stdin.fileno(), message)
             reply = _receive(self.proc.stdout.fileno(), deadline)
+        except (BrokenPipeError, EOFError):
+            self.close()
+            raise EOFError(f"sandbox worker {self.index} was gone") from None
         except (OSError, ValueError):
             reply = None
         if reply is None or len(reply.get("signatures", ())) != len(inputs):
@@ -202,9 +209,10 @@ class LocalExecutor(Executor):
         super().__init__(settings)
         self._workers = [_Worker(settings, i) for i in range(settings.workers)]
         self._idle: queue.Queue[_Worker] = queue.Queue()
-        self._start_lock = threading.Lock()
+        self._start_lock = threading.RLock()  # start() closes everything when it refuses
         self._started = False
         self._owner = os.getpid()
+        self._expected: tuple[dict, str] = ({}, "")
 
     def start(self) -> None:
         with self._start_lock:
@@ -217,13 +225,17 @@ class LocalExecutor(Executor):
             except SandboxUnavailable:
                 self.close()
                 raise
-            self.layers = self._layer_report(hellos[0], self._workers[0].namespaces)
+            self._expected = (hellos[0]["layers"], self._workers[0].namespaces)
+            if any((h["layers"], w.namespaces) != self._expected for h, w in zip(hellos, self._workers, strict=True)):
+                self.close()
+                raise SandboxUnavailable("verl-rlif sandbox: the workers came up with different isolation layers")
+            self.layers = self._layer_report(*self._expected)
             self._check_required()
             for worker in self._workers:
                 self._idle.put(worker)
             self._started = True
 
-    def _layer_report(self, hello: dict, namespaces: str) -> dict[str, str]:
+    def _layer_report(self, layers: dict, namespaces: str) -> dict[str, str]:
         s = self.settings
         return {
             "spawned_workers": f"active ({s.workers} fresh interpreters, reused)",
@@ -232,7 +244,7 @@ class LocalExecutor(Executor):
             f"{s.open_files_limit} files, no core dumps)",
             "env_allowlist": f"active ({', '.join(sorted(ENVIRONMENT))})",
             "private_dir": "active (fresh per program, wiped afterwards)",
-            **hello["layers"],
+            **layers,
             "namespaces": namespaces,
         }
 
@@ -263,19 +275,32 @@ class LocalExecutor(Executor):
         self.start()
         worker = self._idle.get()
         try:
-            if not worker.alive:
-                worker.start()
-                if worker.hello["layers"] != self._workers[0].hello["layers"]:
-                    logger.error("verl-rlif sandbox: a restarted worker has other layers; refusing to use it")
-                    worker.close()
+            for _attempt in range(2):  # a worker killed from outside gets one replacement; the program never ran
+                if not self._ready(worker):
                     return [SANDBOX_ERROR] * len(inputs)
-            signatures = worker.request(program, inputs, fn_name, self.settings.timeout_per_input_s)
-            return signatures if signatures is not None else [SANDBOX_ERROR] * len(inputs)
-        except SandboxUnavailable:
-            logger.exception("verl-rlif sandbox: could not restart a worker")
+                try:
+                    signatures = worker.request(program, inputs, fn_name, self.settings.timeout_per_input_s)
+                    return signatures if signatures is not None else [SANDBOX_ERROR] * len(inputs)
+                except EOFError:
+                    logger.warning("verl-rlif sandbox: worker %d was gone; restarting it", worker.index)
             return [SANDBOX_ERROR] * len(inputs)
         finally:
             self._idle.put(worker)
+
+    def _ready(self, worker: _Worker) -> bool:
+        """Whether ``worker`` runs (restarted if needed) with the layers the pool started with."""
+        if worker.alive:
+            return True
+        try:
+            worker.start()
+        except SandboxUnavailable:
+            logger.exception("verl-rlif sandbox: could not restart a worker")
+            return False
+        if (worker.hello["layers"], worker.namespaces) != self._expected:
+            logger.error("verl-rlif sandbox: a restarted worker has other layers; refusing to use it")
+            worker.close()
+            return False
+        return True
 
     @property
     def worker_pids(self) -> list[int]:

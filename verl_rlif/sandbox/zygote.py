@@ -70,11 +70,6 @@ def _die_with_parent() -> None:
         raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG) failed")
 
 
-def _set_no_new_privs() -> None:
-    if _libc.prctl(seccomp.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0:
-        raise OSError(ctypes.get_errno(), "prctl(PR_SET_NO_NEW_PRIVS) failed")
-
-
 def _wipe(path: str) -> None:
     """Remove ``path`` even where the program took away its own permissions (the program is dead by now, so the
     tree cannot change underneath; symbolic links are never followed)."""
@@ -147,7 +142,7 @@ class Zygote:
         raise OSError("the filter loaded but fork() still works")
 
     def _probe_landlock(self) -> None:
-        _set_no_new_privs()
+        seccomp.set_no_new_privs()
         self.ruleset.restrict_self()
         try:
             os.listdir(os.path.dirname(self.base_dir))
@@ -232,7 +227,7 @@ class Zygote:
             if os.getppid() != self.pid:
                 os._exit(SETUP_FAILED)
             step = "no_new_privs"
-            _set_no_new_privs()
+            seccomp.set_no_new_privs()
             if self.ruleset is not None:
                 step = "landlock"
                 self.ruleset.restrict_self()
@@ -244,6 +239,7 @@ class Zygote:
             step = "environment"
             os.environ.update({"HOME": run_dir, "TMPDIR": run_dir, "PWD": run_dir})
             sys.path[:] = [p for p in sys.path if p != PACKAGE_ROOT]
+            sys.argv[:] = [""]
             sys.dont_write_bytecode = True
             random.seed(0)  # the at-fork hook reseeded it from urandom; programs must behave the same every run
             sys.stdin = sys.__stdin__ = open(0, encoding="utf-8", errors="surrogateescape", closefd=False)
