@@ -4,6 +4,8 @@ import os
 import re
 import socket
 import struct
+import subprocess
+import sys
 import threading
 from pathlib import Path
 
@@ -104,3 +106,13 @@ def test_landlock_allows_only_its_paths(tmp_path):
     assert in_fork(check) == 0
     assert (private / "ok").exists() and not (outside / "no").exists()
     ruleset.close()
+
+
+def test_sandbox_imports_no_verl_torch_or_ray():
+    # the workers fork from a small, stdlib-only interpreter; the trusted side must not need verl either
+    code = (
+        "import sys, verl_rlif.sandbox.local, verl_rlif.sandbox.remote, verl_rlif.sandbox.zygote\n"
+        "print(sorted({m.split('.')[0] for m in sys.modules} & {'verl', 'ray', 'torch', 'numpy', 'transformers'}))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.stdout.strip() == "[]", done.stderr
