@@ -140,3 +140,20 @@ def test_module_level_executor_follows_configure():
     finally:
         sandbox.shutdown()
         sandbox.configure(SandboxConfig())
+
+
+def test_a_forked_process_gets_its_own_workers():
+    sandbox.configure(SandboxConfig(**{**FAST, "workers": 1}, use_namespaces=False))
+    try:
+        parent_workers = sandbox.get_executor().worker_pids
+        pid = os.fork()
+        if pid == 0:  # e.g. a data-loader worker forked from a process that already used the sandbox
+            ok = sandbox.get_executor().run("print(5)", [""]) == ["OUT:5"]
+            ok = ok and not set(sandbox.get_executor().worker_pids) & set(parent_workers)
+            sandbox.shutdown()
+            os._exit(0 if ok else 1)
+        assert os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) == 0
+        assert all(alive(p) for p in parent_workers) and sandbox.get_executor().run("print(6)", [""]) == ["OUT:6"]
+    finally:
+        sandbox.shutdown()
+        sandbox.configure(SandboxConfig())

@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import atexit
+import os
 import threading
 from typing import TYPE_CHECKING
 
@@ -39,7 +40,7 @@ def configure(settings: SandboxConfig) -> None:
     with _lock:
         if settings == _settings:
             return
-        if _executor is not None:
+        if _executor is not None and _executor.owner_pid == os.getpid():
             _executor.close()
         _settings, _executor = settings, None
 
@@ -55,6 +56,8 @@ def get_executor() -> Executor:
     """This process's executor, created (with the configured or default settings) and started on first use."""
     global _settings, _executor
     with _lock:
+        if _executor is not None and _executor.owner_pid != os.getpid():
+            _executor = None  # inherited through a fork: its workers belong to the parent, which closes them
         if _executor is None:
             _settings = current_settings()
             _executor = make_executor(_settings)
@@ -66,9 +69,9 @@ def get_executor() -> Executor:
 def shutdown() -> None:
     global _executor
     with _lock:
-        if _executor is not None:
+        if _executor is not None and _executor.owner_pid == os.getpid():
             _executor.close()
-            _executor = None
+        _executor = None
 
 
 atexit.register(shutdown)

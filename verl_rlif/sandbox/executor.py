@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import threading
 from abc import ABC, abstractmethod
 from collections import OrderedDict
@@ -43,6 +44,7 @@ class Executor(ABC):
 
     def __init__(self, settings: SandboxConfig) -> None:
         self.settings = settings
+        self.owner_pid = os.getpid()  # a forked copy of this process must not talk to this process's workers
         self.layers: dict[str, str] = {}
         self._cache: OrderedDict[str, list[str]] = OrderedDict()
         self._cache_lock = threading.Lock()

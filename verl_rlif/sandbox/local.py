@@ -211,15 +211,14 @@ class LocalExecutor(Executor):
         self._idle: queue.Queue[_Worker] = queue.Queue()
         self._start_lock = threading.RLock()  # start() closes everything when it refuses
         self._started = False
-        self._owner = os.getpid()
         self._expected: tuple[dict, str] = ({}, "")
 
     def start(self) -> None:
+        if os.getpid() != self.owner_pid:
+            raise RuntimeError("a sandbox executor cannot be used in a forked copy of its process")
         with self._start_lock:
             if self._started:
                 return
-            if os.getpid() != self._owner:
-                raise RuntimeError("a sandbox executor cannot be used in a forked copy of its process")
             try:
                 hellos = [worker.start() for worker in self._workers]
             except SandboxUnavailable:
