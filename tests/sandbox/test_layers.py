@@ -2,6 +2,7 @@
 
 import os
 import re
+import resource
 import socket
 import struct
 import subprocess
@@ -116,3 +117,16 @@ def test_sandbox_imports_no_verl_torch_or_ray():
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.stdout.strip() == "[]", done.stderr
+
+
+def test_a_failed_child_setup_never_runs_the_program(tmp_path):
+    from verl_rlif.sandbox.zygote import Zygote
+
+    config = {"base_dir": str(tmp_path), "float_digits": 6, "output_limit_bytes": 4096, "layers": {}}
+    zygote = Zygote(config)
+    zygote.limits = [(resource.RLIMIT_NOFILE, 2**62, 2**62)]  # above any hard limit: setrlimit fails in the child
+    marker = tmp_path.parent / f"{tmp_path.name}-ran"
+    program = {"source": f"open({str(marker)!r}, 'w').close()\nprint('ran')", "fn_name": None}
+    assert zygote.run_one(program, "", 5.0) == "SANDBOX_ERROR"
+    assert not marker.exists() and list(tmp_path.iterdir()) == []
+    assert len(zygote.warnings) == 1 and "child setup failed: SANDBOX:rlimits" in zygote.warnings[0]

@@ -154,7 +154,12 @@ class CodeExtractor(AnswerExtractor):
             _warn_once("verl-rlif code extractor: a sample has no usable extra_info['inputs']; it gets no answer")
         if program is None or spec is None:
             return None
-        return behaviour_key(sandbox.get_executor().run(program, *spec))
+        try:
+            signatures = sandbox.get_executor().run(program, *spec)
+        except (TypeError, ValueError):  # inputs that are not JSON (e.g. objects from a parquet column)
+            _warn_once("verl-rlif code extractor: extra_info['inputs'] holds values that are not JSON; no answer")
+            return None
+        return behaviour_key(signatures)
 
     def extract_many(
         self, items: Sequence[tuple[str, dict[str, Any] | None]], last_number_fallback: bool = False

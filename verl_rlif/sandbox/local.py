@@ -177,6 +177,8 @@ class _Worker:
             logger.error("verl-rlif sandbox: worker %d failed or missed its deadline; restarting it", self.index)
             self.close()
             return None
+        for warning in reply.get("warnings", ()):
+            logger.warning("verl-rlif sandbox worker %d: %s", self.index, warning)
         return [str(s) for s in reply["signatures"]]
 
     @property

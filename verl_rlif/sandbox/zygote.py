@@ -101,6 +101,7 @@ class Zygote:
         self.ruleset: landlock.Ruleset | None = None
         self.drop_uid = False
         self.layers: dict[str, str] = {}
+        self.warnings: list[str] = []  # sent with the next response; the trusted side logs them
         self.limits: list[tuple[int, int, int]] = []
         self.max_fd = os.sysconf("SC_OPEN_MAX")
 
@@ -274,7 +275,7 @@ class Zygote:
             try:
                 _wipe(run_dir)
             except OSError as error:  # leave it: the next run uses a new directory
-                sys.stderr.write(f"verl-rlif sandbox: could not wipe {run_dir}: {error}\n")
+                self.warnings.append(f"could not wipe {run_dir}: {error}")
         return bounded(verdict or self._classify(out, record, status, bool(request.get("fn_name"))))
 
     def _supervise(self, pid: int, out_r: int, res_r: int, timeout_s: float):
@@ -324,7 +325,7 @@ class Zygote:
         text = record.decode("utf-8", "surrogateescape")
         code = os.waitstatus_to_exitcode(status)
         if code == SETUP_FAILED or "\nSANDBOX:" in text:
-            sys.stderr.write(f"verl-rlif sandbox: child setup failed: {text.strip() or code}\n")
+            self.warnings.append(f"child setup failed: {text.strip() or code}")
             return SANDBOX_ERROR
         return from_record(text, out, code, call_mode, self.digits)
 
@@ -338,7 +339,8 @@ class Zygote:
                 signature = SKIPPED if timed_out else self.run_one(request, arg, float(request["timeout_s"]))
                 timed_out = timed_out or signature == TIMEOUT
                 signatures.append(signature)
-            _send(writer, {"signatures": signatures})
+            _send(writer, {"signatures": signatures, "warnings": self.warnings})
+            self.warnings = []
 
 
 def _clamped(kind: int, soft: int, hard: int) -> tuple[int, int, int]:
