@@ -16,10 +16,8 @@ import json
 import logging
 import os
 import queue
-import select
 import shutil
 import signal
-import struct
 import subprocess
 import sys
 import tempfile
@@ -28,6 +26,7 @@ import time
 from pathlib import Path
 
 from verl_rlif.config import SandboxConfig
+from verl_rlif.sandbox import protocol
 from verl_rlif.sandbox.executor import Executor, SandboxUnavailable
 from verl_rlif.sandbox.signature import SANDBOX_ERROR
 
@@ -68,29 +67,6 @@ def _bwrap_prefix(base_dir: str, size_bytes: int, uid: int) -> list[str]:
     for path in sorted(read_only):
         args += ["--ro-bind-try", path, path]
     return args + ["--size", str(size_bytes), "--tmpfs", base_dir, "--chdir", base_dir]
-
-
-def _send(fd: int, message: dict) -> None:
-    body = json.dumps(message).encode()
-    data = struct.pack(">I", len(body)) + body
-    while data:
-        data = data[os.write(fd, data) :]
-
-
-def _receive(fd: int, deadline: float) -> dict | None:
-    """One message, or None when the worker missed the monotonic ``deadline``; ``EOFError`` when it is gone."""
-    data, need, header_done = b"", 4, False
-    while len(data) < need:
-        remaining = deadline - time.monotonic()
-        if remaining <= 0 or not select.select([fd], [], [], remaining)[0]:
-            return None
-        chunk = os.read(fd, max(65536, need - len(data)))
-        if not chunk:
-            raise EOFError("the sandbox worker closed its pipe")
-        data += chunk
-        if not header_done and len(data) >= 4:
-            need, header_done = 4 + struct.unpack(">I", data[:4])[0], True
-    return json.loads(data[4:need])
 
 
 class _Worker:
@@ -147,7 +123,7 @@ class _Worker:
             start_new_session=True,  # its own process group: one kill takes the worker and anything under it
         )
         try:
-            hello = _receive(self.proc.stdout.fileno(), time.monotonic() + STARTUP_DEADLINE_S)
+            hello = protocol.receive(self.proc.stdout.fileno(), time.monotonic() + STARTUP_DEADLINE_S)
         except EOFError:
             hello = None
         if hello is None or hello.get("probe") != "OUT:42":
@@ -166,8 +142,8 @@ class _Worker:
         message = {"source": program, "fn_name": fn_name, "inputs": inputs, "timeout_s": timeout_s}
         deadline = time.monotonic() + len(inputs) * (timeout_s + 1.0) + REQUEST_SLACK_S
         try:
-            _send(self.proc.stdin.fileno(), message)
-            reply = _receive(self.proc.stdout.fileno(), deadline)
+            protocol.send(self.proc.stdin.fileno(), message)
+            reply = protocol.receive(self.proc.stdout.fileno(), deadline)
         except (BrokenPipeError, EOFError):
             self.close()
             raise EOFError(f"sandbox worker {self.index} was gone") from None

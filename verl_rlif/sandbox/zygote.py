@@ -3,10 +3,10 @@
 Started by :mod:`verl_rlif.sandbox.local` as ``python -s zygote.py CONFIG_JSON`` (a fresh interpreter, never a
 fork of the trainer or a Ray worker), with an allow-listed environment, optionally inside bubblewrap. It
 imports only the standard library and this package's stdlib-only modules, probes which isolation layers work
-here, reports them in a hello message, then serves requests on stdin/stdout (4-byte big-endian length + JSON):
+here, reports them in a hello message, then serves requests on stdin/stdout (``protocol.py``):
 
     request  {"source": str, "fn_name": str | null, "inputs": [str], "timeout_s": float}
-    response {"signatures": [str]}
+    response {"signatures": [str], "warnings": [str]}
 
 Per input, the child: new session; stdin = a sealed memfd holding the input, stdout/record pipes to this
 process, stderr = /dev/null, every other descriptor closed; cwd = a fresh private directory; rlimits (address
@@ -34,10 +34,9 @@ import resource
 import select
 import shutil
 import signal
-import struct
 import time
 
-from verl_rlif.sandbox import harness, landlock, seccomp
+from verl_rlif.sandbox import harness, landlock, protocol, seccomp
 from verl_rlif.sandbox.signature import OUTPUT_LIMIT, SANDBOX_ERROR, SKIPPED, TIMEOUT, bounded, from_record
 
 SETUP_FAILED = 125
@@ -331,15 +330,16 @@ class Zygote:
 
     def serve(self, reader, writer) -> None:
         while True:
-            request = _receive(reader)
-            if request is None:
+            try:
+                request = protocol.receive(reader)
+            except EOFError:  # the trusted side is gone
                 return
             signatures, timed_out = [], False
             for arg in request["inputs"]:
                 signature = SKIPPED if timed_out else self.run_one(request, arg, float(request["timeout_s"]))
                 timed_out = timed_out or signature == TIMEOUT
                 signatures.append(signature)
-            _send(writer, {"signatures": signatures, "warnings": self.warnings})
+            protocol.send(writer, {"signatures": signatures, "warnings": self.warnings})
             self.warnings = []
 
 
@@ -389,31 +389,6 @@ def _pidfd(pid: int) -> int | None:
         return None
 
 
-def _read_exact(fd: int, size: int) -> bytes | None:
-    data = b""
-    while len(data) < size:
-        chunk = os.read(fd, size - len(data))
-        if not chunk:
-            return None
-        data += chunk
-    return data
-
-
-def _receive(fd: int):
-    header = _read_exact(fd, 4)
-    if header is None:
-        return None
-    body = _read_exact(fd, struct.unpack(">I", header)[0])
-    return None if body is None else json.loads(body)
-
-
-def _send(fd: int, message) -> None:
-    body = json.dumps(message).encode()
-    data = struct.pack(">I", len(body)) + body
-    while data:
-        data = data[os.write(fd, data) :]
-
-
 def main() -> int:
     config = json.loads(sys.argv[1])
     _die_with_parent()
@@ -428,7 +403,7 @@ def main() -> int:
     probe = zygote.run_one({"source": "print(6 * 7)", "fn_name": None}, "", 10.0)
     gc.collect()
     gc.freeze()  # children share the heap copy-on-write; the collector would otherwise touch every page
-    _send(writer, {"pid": os.getpid(), "layers": zygote.layers, "probe": probe, "read_paths": zygote.read_paths()})
+    protocol.send(writer, {"layers": zygote.layers, "probe": probe})
     zygote.serve(reader, writer)
     return 0
 
