@@ -179,6 +179,8 @@ class SandboxConfig:
     """``sandbox_fusion`` backend: requests in flight per reward-worker process."""
 
     def __post_init__(self) -> None:
+        if isinstance(self.required_layers, str):
+            raise ValueError(f"rlif.sandbox.required_layers={self.required_layers!r} must be a list of layer names")
         object.__setattr__(self, "required_layers", tuple(self.required_layers))
         _require_choice("rlif.sandbox.backend", self.backend, SANDBOX_BACKENDS)
         for name in self.required_layers:
