@@ -6,8 +6,9 @@ removes, and, where ``bwrap`` exists and namespaces are permitted, bubblewrap na
 namespace, a read-only view of the Python installation and system libraries only, a size-limited tmpfs as the
 private directory). Workers report which layers they could establish; :meth:`LocalExecutor.start` logs one
 line with them and refuses (:class:`SandboxUnavailable`) when a required layer is missing, unless
-``allow_insecure``. A worker that misses its deadline or dies is killed with its process group and restarted
-on the next request; that request's inputs get ``SANDBOX_ERROR``.
+``allow_insecure``. A worker that misses its deadline is killed with its process group and restarted on the
+next request (that request's inputs get ``SANDBOX_ERROR``); a worker found dead (killed from outside) is
+restarted and the request retried once, since its program never ran.
 """
 
 from __future__ import annotations
