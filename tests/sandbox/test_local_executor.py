@@ -97,11 +97,12 @@ def test_run_many_keeps_order(pool):
 
 
 def test_killed_worker_is_restarted(pool):
-    killed = pool.worker_pids
+    killed, old_dirs = pool.worker_pids, [w.base_dir for w in pool._workers]
     for pid in killed:
         os.killpg(pid, signal.SIGKILL)
     assert pool.run_many([(f"print({i})", [""], None) for i in range(4)]) == [[f"OUT:{i}"] for i in range(4)]
     assert all(alive(pid) for pid in pool.worker_pids) and not set(killed) & set(pool.worker_pids)
+    assert not any(os.path.exists(d) for d in old_dirs)  # a dead worker's directory goes with it
 
 
 def test_identical_requests_come_from_the_cache(pool):

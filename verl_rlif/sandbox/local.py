@@ -24,6 +24,7 @@ import sys
 import tempfile
 import threading
 import time
+import weakref
 from pathlib import Path
 
 from verl_rlif.config import SandboxConfig
@@ -95,6 +96,7 @@ class _Worker:
         }
 
     def start(self) -> dict:
+        self.close()  # a worker that died on its own still has its directory
         self.base_dir = tempfile.mkdtemp(prefix=f"rlif-sandbox-{os.getpid()}-{self.index}-")
         wrapper = []
         if self.settings.use_namespaces:
@@ -181,6 +183,11 @@ class _Worker:
             self.base_dir = None
 
 
+def _close_workers(workers: list[_Worker]) -> None:
+    for worker in workers:
+        worker.close()
+
+
 class LocalExecutor(Executor):
     """``settings.workers`` zygotes on this node; thread-safe, started on first use or by :meth:`start`."""
 
@@ -191,6 +198,8 @@ class LocalExecutor(Executor):
         self._start_lock = threading.RLock()  # start() closes everything when it refuses
         self._started = False
         self._expected: tuple[dict, str] = ({}, "")
+        # never closed (garbage-collected, or still open at interpreter exit): workers and directories go anyway
+        weakref.finalize(self, _close_workers, self._workers)
 
     def start(self) -> None:
         if os.getpid() != self.owner_pid:
@@ -286,7 +295,6 @@ class LocalExecutor(Executor):
 
     def close(self) -> None:
         with self._start_lock:
-            for worker in self._workers:
-                worker.close()
+            _close_workers(self._workers)
             self._started = False
             self._idle = queue.Queue()
