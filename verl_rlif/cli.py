@@ -1,6 +1,7 @@
 """The ``verl-rlif`` command line.
 
 verl-rlif demo     run the RLIF reward pipeline on the built-in CPU example and print each step
+verl-rlif vote     extract answers and vote over a JSONL file (--task math|number|choice|code)
 """
 
 from __future__ import annotations
@@ -62,25 +63,52 @@ def _check(args: argparse.Namespace) -> int:
     return 0
 
 
-TASK_EXTRACTORS = {"math": "math", "number": "number", "choice": "choice"}
+TASK_EXTRACTORS = {"math": "math", "number": "number", "choice": "choice", "code": "code"}
+
+
+def _sandbox_settings(pairs: list[str]):
+    """``rlif.sandbox`` settings from ``KEY=VALUE`` pairs (values parsed as JSON where they are JSON)."""
+    import json
+
+    from verl_rlif.config import RLIFConfig
+
+    mapping = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep:
+            raise ValueError(f"--sandbox {pair!r}: expected KEY=VALUE, e.g. --sandbox workers=2")
+        try:
+            mapping[key] = json.loads(value)
+        except ValueError:
+            mapping[key] = value
+    return RLIFConfig.from_mapping({"sandbox": mapping}).sandbox
 
 
 def _vote(args: argparse.Namespace) -> int:
     import json
 
+    from verl_rlif import sandbox
     from verl_rlif.answers import symbolic
     from verl_rlif.answers.offline import read_jsonl, vote_records
     from verl_rlif.config import VoteConfig
+    from verl_rlif.sandbox.executor import SandboxUnavailable
 
     try:
         with open(args.file, encoding="utf-8") as f:
             records = read_jsonl(f)
         vote = VoteConfig(mode=args.mode, tie_policy=args.tie_policy, min_majority_ratio=args.min_majority_ratio)
+        sandbox.configure(_sandbox_settings(args.sandbox))
     except (OSError, ValueError) as exc:
         print(f"verl-rlif vote: {args.file}: {exc}", file=sys.stderr)
         return 2
     symbolic.configure(not args.no_symbolic, args.deadline_s)
-    annotated, summary = vote_records(records, TASK_EXTRACTORS[args.task], vote, merge=args.merge)
+    try:
+        annotated, summary = vote_records(records, TASK_EXTRACTORS[args.task], vote, merge=args.merge)
+        if args.task == "code":
+            summary["sandbox"] = sandbox.get_executor().describe()
+    except SandboxUnavailable as exc:
+        print(f"verl-rlif vote: {exc}", file=sys.stderr)
+        return 1
     lines = "".join(json.dumps(record, ensure_ascii=False) + "\n" for record in annotated)
     if args.output:  # annotated lines to the file, the summary to the terminal
         with open(args.output, "w", encoding="utf-8") as f:
@@ -104,7 +132,11 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("overrides", nargs="*", help="Hydra overrides, as for main_ppo (key=value)")
     check.set_defaults(run=_check)
     vote = commands.add_parser("vote", help="extract answers and vote over a JSONL file of grouped responses")
-    vote.add_argument("file", help='JSONL lines {"group": ..., "response": ..., "answer": optional ground truth}')
+    vote.add_argument(
+        "file",
+        help='JSONL lines {"group": ..., "response": ..., "answer": optional ground truth, "extra_info": optional '
+        '(code: {"inputs": [...], "fn_name": optional})}',
+    )
     vote.add_argument("--task", choices=sorted(TASK_EXTRACTORS), default="math", help="answer format (default: math)")
     vote.add_argument("--mode", default="majority", help="vote mode: majority | share (default: majority)")
     vote.add_argument("--tie-policy", default="all", help="majority ties: all | none | first (default: all)")
@@ -113,6 +145,13 @@ def build_parser() -> argparse.ArgumentParser:
     vote.add_argument("--merge", action="store_true", help="merge equivalent distinct answers within each group")
     vote.add_argument("--no-symbolic", action="store_true", help="cheap normalisation only (no math-verify)")
     vote.add_argument("--deadline-s", type=float, default=2.0, help="seconds per symbolic parse/check (default: 2)")
+    vote.add_argument(
+        "--sandbox",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="code task: an rlif.sandbox setting, repeatable (e.g. workers=2, timeout_per_input_s=1)",
+    )
     vote.set_defaults(run=_vote)
     return parser
 

@@ -20,6 +20,8 @@ REWARD_COMPONENTS = ("vote", "self_certainty")
 VOTE_MODES = ("majority", "share")
 TIE_POLICIES = ("all", "none", "first")
 WHITEN_LEVELS = ("response", "token")
+SANDBOX_BACKENDS = ("local", "sandbox_fusion")
+SANDBOX_LAYERS = ("session", "rlimits", "env_allowlist", "private_dir", "uid_drop", "seccomp", "landlock", "namespaces")
 
 
 def _require_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
@@ -108,7 +110,8 @@ class ExtractorConfig:
     """How response text becomes an answer key (``verl_rlif.answers``)."""
 
     default: str = "math"
-    """Extractor for data sources not listed in ``by_data_source`` (``math``, ``number``, ``choice``, ``boxed``)."""
+    """Extractor for data sources not listed in ``by_data_source`` (``math``, ``number``, ``choice``, ``boxed``,
+    ``code``)."""
     by_data_source: Mapping[str, str] = field(default_factory=dict)
     """``data_source`` -> extractor name, e.g. ``{openai/gsm8k: number}``."""
     last_number_fallback: bool = False
@@ -141,6 +144,73 @@ class ExtractorConfig:
 
 
 @dataclass(frozen=True)
+class SandboxConfig:
+    """How the ``code`` extractor executes programs (``verl_rlif.sandbox``, docs/sandbox.md)."""
+
+    backend: str = "local"
+    """``local``: a pool of isolated worker processes on this node. ``sandbox_fusion``: a SandboxFusion server."""
+    workers: int = 4
+    """Local worker processes per reward-worker process, each running one program at a time."""
+    timeout_per_input_s: float = 3.0
+    """Wall-clock seconds one program may run on one input; after a timeout its remaining inputs are skipped."""
+    memory_limit_mb: int = 1024
+    """Address space a program may add (MiB, on top of the worker's own size)."""
+    output_limit_bytes: int = 1048576
+    """Stdout (or return value) bytes per input; more is the failure ``OUTPUT_LIMIT``."""
+    file_size_limit_mb: int = 16
+    """Largest file a program may write (MiB); with namespaces also the size of its private tmpfs."""
+    open_files_limit: int = 64
+    """Open file descriptors per program."""
+    max_inputs: int = 16
+    """Inputs per program: the first ones of ``extra_info["inputs"]``."""
+    float_significant_digits: int = 6
+    """Decimal numbers in outputs and return values are compared at this many significant digits (0: exact)."""
+    required_layers: tuple[str, ...] = ("seccomp", "landlock")
+    """Isolation layers that must be active, else the sandbox refuses to start (fail closed). Any of
+    ``session``, ``rlimits``, ``env_allowlist``, ``private_dir``, ``uid_drop``, ``seccomp``, ``landlock``,
+    ``namespaces``."""
+    allow_insecure: bool = False
+    """Trusted debugging only: run model code even when required layers are missing (logged as a warning)."""
+    use_namespaces: bool = True
+    """Start the local workers inside bubblewrap namespaces where ``bwrap`` exists and namespaces are permitted."""
+    sandbox_uid: int = 65534
+    """When running as root: the uid (and gid) programs run as, where the interpreter stays readable by it."""
+    sandbox_fusion_url: str = ""
+    """``sandbox_fusion`` backend: the ``run_code`` endpoint, e.g. ``http://host:8080/run_code`` (as verl's
+    ``sandbox_fusion.url``)."""
+    sandbox_fusion_concurrency: int = 16
+    """``sandbox_fusion`` backend: requests in flight per reward-worker process."""
+
+    def __post_init__(self) -> None:
+        if isinstance(self.required_layers, str):
+            raise ValueError(f"rlif.sandbox.required_layers={self.required_layers!r} must be a list of layer names")
+        object.__setattr__(self, "required_layers", tuple(self.required_layers))
+        _require_choice("rlif.sandbox.backend", self.backend, SANDBOX_BACKENDS)
+        for name in self.required_layers:
+            _require_choice("rlif.sandbox.required_layers entry", name, SANDBOX_LAYERS)
+        positive = ("workers", "memory_limit_mb", "output_limit_bytes", "file_size_limit_mb", "open_files_limit")
+        for name in (*positive, "max_inputs", "sandbox_fusion_concurrency", "sandbox_uid"):
+            _require_positive_int(f"rlif.sandbox.{name}", getattr(self, name))
+        if self.open_files_limit < 8:
+            raise ValueError(f"rlif.sandbox.open_files_limit={self.open_files_limit} must be at least 8")
+        _require_range("rlif.sandbox.timeout_per_input_s", self.timeout_per_input_s, 0.0, 3600.0, low_open=True)
+        if not isinstance(self.float_significant_digits, int) or not 0 <= self.float_significant_digits <= 17:
+            raise ValueError(
+                f"rlif.sandbox.float_significant_digits={self.float_significant_digits!r} must be an int in [0, 17]"
+            )
+        if self.backend == "sandbox_fusion" and not self.sandbox_fusion_url.startswith(("http://", "https://")):
+            raise ValueError(
+                f"rlif.sandbox.sandbox_fusion_url={self.sandbox_fusion_url!r}: the sandbox_fusion backend needs the "
+                f"run_code endpoint, e.g. http://host:8080/run_code"
+            )
+
+
+def _require_positive_int(name: str, value: int) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise ValueError(f"{name}={value!r} must be a positive int")
+
+
+@dataclass(frozen=True)
 class RLIFConfig:
     """Everything under the ``rlif:`` key of the training config."""
 
@@ -151,6 +221,7 @@ class RLIFConfig:
     gdpo: GDPOConfig = field(default_factory=GDPOConfig)
     kl_cov: KLCovConfig = field(default_factory=KLCovConfig)
     extractor: ExtractorConfig = field(default_factory=ExtractorConfig)
+    sandbox: SandboxConfig = field(default_factory=SandboxConfig)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "rewards", tuple(self.rewards))

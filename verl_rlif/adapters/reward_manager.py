@@ -13,6 +13,10 @@ truth) and ``reward_extra_info`` with a fixed key set:
 * ``acc`` (only when the sample has ``reward_model.ground_truth``): 1.0 if the key equals the ground truth's
   key. Monitoring only: the trainer never reads it for advantages.
 
+Extraction runs in the event loop's thread pool, so verl's concurrent ``run_single`` calls execute programs of
+the ``code`` extractor in parallel (``verl_rlif.sandbox`` is thread-safe). With a ``code`` extractor configured,
+the sandbox starts in ``__init__`` and refuses there if its required isolation layers are missing.
+
 Select with ``reward.reward_manager.name=rlif`` (``configs/rlif.yaml`` does).
 """
 
@@ -25,6 +29,7 @@ from verl import DataProto
 from verl.experimental.reward_loop.reward_manager import register
 from verl.experimental.reward_loop.reward_manager.base import RewardManagerBase
 
+from verl_rlif import sandbox
 from verl_rlif.answers import get_extractor, symbolic
 from verl_rlif.config import RLIFConfig
 
@@ -59,6 +64,10 @@ class RLIFRewardManager(RewardManagerBase):
         super().__init__(config, tokenizer, compute_score)
         self.settings = RLIFConfig.from_training_config(config)
         symbolic.configure(self.settings.extractor.symbolic, self.settings.extractor.symbolic_deadline_s)
+        sandbox.configure(self.settings.sandbox)
+        extractors = self.settings.extractor
+        if "code" in (extractors.default, *extractors.by_data_source.values()):
+            sandbox.get_executor()  # fail closed here, at start-up, when the required isolation is missing
 
     async def run_single(self, data: DataProto) -> dict:
         item = data[-1]  # multi-output agent loops: the final output carries the answer
@@ -70,5 +79,9 @@ class RLIFRewardManager(RewardManagerBase):
         non_tensor = item.non_tensor_batch
         ground_truth = (non_tensor.get("reward_model") or {}).get("ground_truth")
         extra_info = dict(non_tensor.get("extra_info") or {})
-        info = answer_info(response, str(non_tensor.get("data_source", "")), extra_info, ground_truth, self.settings)
+        data_source = str(non_tensor.get("data_source", ""))
+        # in a thread: the code extractor runs programs, and concurrent samples should use all sandbox workers
+        info = await self.loop.run_in_executor(
+            None, lambda: answer_info(response, data_source, extra_info, ground_truth, self.settings)
+        )
         return {"reward_score": 0.0, "reward_extra_info": info}

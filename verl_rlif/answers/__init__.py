@@ -6,6 +6,7 @@ An extractor (:class:`AnswerExtractor`) maps a response to a key: equal keys mea
 """
 
 from verl_rlif.answers.boxed import BoxedExtractor, boxed_content
+from verl_rlif.answers.code import CodeExtractor, extract_program
 from verl_rlif.answers.math import ChoiceExtractor, MathExtractor, NumberExtractor, find_final_answer
 from verl_rlif.answers.registry import EXTRACTORS, AnswerExtractor, get_extractor, register_extractor
 
@@ -14,9 +15,11 @@ __all__ = [
     "AnswerExtractor",
     "BoxedExtractor",
     "ChoiceExtractor",
+    "CodeExtractor",
     "MathExtractor",
     "NumberExtractor",
     "boxed_content",
+    "extract_program",
     "find_final_answer",
     "get_extractor",
     "register_extractor",

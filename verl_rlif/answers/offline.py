@@ -1,6 +1,7 @@
 """Offline pseudo-label analysis: extract, key and vote over a JSONL file of grouped responses.
 
-Input lines: ``{"group": ..., "response": "...", "answer": "..."}`` (``answer``, the ground truth, optional).
+Input lines: ``{"group": ..., "response": "...", "answer": "..."}`` (``answer``, the ground truth, optional;
+``extra_info``, optional, as the reward manager passes it: the ``code`` task reads the program's inputs there).
 Each line comes back with ``answer_key``, ``cluster`` (an int unique within the file, -1 for no answer),
 ``vote_reward`` and, with ground truth, ``correct``. Behind ``verl-rlif vote``; also how the tests drive the
 whole path (extraction -> key -> vote) without a trainer.
@@ -42,7 +43,7 @@ def vote_records(
     With ``merge``, equivalent distinct keys within a group are merged first (``verl_rlif.answers.merge``).
     """
     extractor = get_extractor(extractor_name)
-    keys = [extractor.extract(str(r["response"]), r.get("extra_info") or {}) for r in records]
+    keys = extractor.extract_many([(str(r["response"]), r.get("extra_info") or {}) for r in records])
     groups = [json.dumps(r["group"]) for r in records]
     if merge:
         keys = merge_equivalent_keys(groups, keys)

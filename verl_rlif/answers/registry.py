@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Sequence
 from typing import Any
 
 
@@ -33,6 +33,13 @@ class AnswerExtractor(ABC):
 
             found = last_number(response)
         return None if found is None else self.canonical(found)
+
+    def extract_many(
+        self, items: Sequence[tuple[str, dict[str, Any] | None]], last_number_fallback: bool = False
+    ) -> list[Hashable | None]:
+        """:meth:`extract` of many (response, extra_info) pairs, in order (extractors that run programs override
+        this to work on several at once)."""
+        return [self.extract(response, extra_info, last_number_fallback) for response, extra_info in items]
 
 
 EXTRACTORS: dict[str, AnswerExtractor] = {}

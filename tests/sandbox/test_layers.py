@@ -1,0 +1,132 @@
+"""The seccomp and Landlock layers on their own: syscall tables, the assembled filter, and their effect in a fork."""
+
+import os
+import re
+import resource
+import socket
+import struct
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+
+from verl_rlif.sandbox import landlock, seccomp
+
+HEADERS = {
+    "x86_64": Path("/usr/include/x86_64-linux-gnu/asm/unistd_64.h"),
+    "aarch64": Path("/usr/include/asm-generic/unistd.h"),
+}
+
+
+@pytest.mark.parametrize("arch", sorted(seccomp.SYSCALLS))
+def test_syscall_numbers_match_the_kernel_headers(arch):
+    header = HEADERS[arch]
+    if not header.exists():
+        pytest.skip(f"{header} is not installed (linux-libc-dev)")
+    numbers = dict(re.findall(r"#define __NR(?:3264)?_(\w+)\s+(\d+)", header.read_text()))
+    table = seccomp.SYSCALLS[arch]
+    wrong = {name: (nr, numbers.get(name)) for name, nr in table.items() if str(nr) != numbers.get(name)}
+    assert not wrong, f"table entries that differ from {header}: {wrong}"
+    missing = [name for name in seccomp.DENIED if name in numbers and name not in seccomp.SYSCALLS[arch]]
+    assert not missing, f"denied syscalls this architecture has but the table lacks: {missing}"
+
+
+@pytest.mark.parametrize("arch", sorted(seccomp.SYSCALLS))
+def test_filter_assembles_for_each_architecture(arch):
+    program = seccomp.filter_program(arch)
+    instructions = [struct.unpack("<HBBI", program[i : i + 8]) for i in range(0, len(program), 8)]
+    assert instructions[0] == (0x20, 0, 0, 4)  # load the architecture first
+    assert instructions[1][3] == seccomp.AUDIT_ARCH[arch]
+    returns = {k for code, _, _, k in instructions if code == 0x06}
+    assert returns == {seccomp.RET_ALLOW, seccomp.RET_KILL_PROCESS, seccomp.RET_ERRNO | 1, seccomp.RET_ERRNO | 38}
+    with pytest.raises(OSError, match="no seccomp syscall table"):
+        seccomp.filter_program("mips")
+
+
+def in_fork(check) -> int:
+    """Exit code of ``check()`` (an int) run in a forked child; 99 if it raised."""
+    pid = os.fork()
+    if pid == 0:
+        try:
+            os._exit(check())
+        except BaseException:
+            os._exit(99)
+    return os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
+
+
+def refused(fn) -> bool:
+    try:
+        fn()
+    except PermissionError:
+        return True
+    return False
+
+
+@pytest.mark.skipif(seccomp.machine() is None, reason="no syscall table for this machine")
+def test_filter_blocks_processes_sockets_signals_but_not_threads():
+    def check() -> int:
+        seccomp.Filter().install()
+        ran = []
+        thread = threading.Thread(target=lambda: ran.append(1))
+        thread.start()
+        thread.join()
+        blocked = [
+            refused(os.fork),
+            refused(socket.socket),
+            refused(lambda: os.kill(os.getpid(), 0)),
+            refused(os.setsid),
+            refused(lambda: os.execv("/bin/true", ["true"])),
+        ]
+        socket.socketpair()  # unix pairs reach nothing and stay allowed (asyncio needs them)
+        return 0 if all(blocked) and ran == [1] else 1
+
+    assert in_fork(check) == 0
+
+
+@pytest.mark.skipif(landlock.abi_version() < 1, reason="Landlock is not available in this kernel")
+def test_landlock_allows_only_its_paths(tmp_path):
+    private, outside = tmp_path / "private", tmp_path / "outside"
+    private.mkdir()
+    outside.mkdir()
+    ruleset = landlock.Ruleset([os.path.dirname(os.__file__)], [str(private)])
+
+    def check() -> int:
+        seccomp.set_no_new_privs()  # Landlock needs it
+        ruleset.restrict_self()
+        (private / "ok").write_text("x")
+        os.listdir(os.path.dirname(os.__file__))
+        denied = [
+            refused(lambda: (outside / "no").write_text("x")),
+            refused(lambda: os.listdir(tmp_path)),
+            refused(lambda: open("/etc/hostname").read()),
+        ]
+        return 0 if all(denied) else 1
+
+    assert in_fork(check) == 0
+    assert (private / "ok").exists() and not (outside / "no").exists()
+    ruleset.close()
+
+
+def test_sandbox_imports_no_verl_torch_or_ray():
+    # the workers fork from a small, stdlib-only interpreter; the trusted side must not need verl either
+    code = (
+        "import sys, verl_rlif.sandbox.local, verl_rlif.sandbox.remote, verl_rlif.sandbox.zygote\n"
+        "print(sorted({m.split('.')[0] for m in sys.modules} & {'verl', 'ray', 'torch', 'numpy', 'transformers'}))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.stdout.strip() == "[]", done.stderr
+
+
+def test_a_failed_child_setup_never_runs_the_program(tmp_path):
+    from verl_rlif.sandbox.zygote import Zygote
+
+    config = {"base_dir": str(tmp_path), "float_digits": 6, "output_limit_bytes": 4096, "layers": {}}
+    zygote = Zygote(config)
+    zygote.limits = [(resource.RLIMIT_NOFILE, 2**62, 2**62)]  # above any hard limit: setrlimit fails in the child
+    marker = tmp_path.parent / f"{tmp_path.name}-ran"
+    program = {"source": f"open({str(marker)!r}, 'w').close()\nprint('ran')", "fn_name": None}
+    assert zygote.run_one(program, "", 5.0) == "SANDBOX_ERROR"
+    assert not marker.exists() and list(tmp_path.iterdir()) == []
+    assert len(zygote.warnings) == 1 and "child setup failed: SANDBOX:rlimits" in zygote.warnings[0]

@@ -1,0 +1,160 @@
+"""The local pool: signatures in both modes, fail-closed start-up, thread safety, restarts, cache, clean shutdown."""
+
+import logging
+import os
+import signal
+import tempfile
+import threading
+
+import pytest
+from sandbox_helpers import FAST, alive, gone, start_or_skip
+
+from verl_rlif import sandbox
+from verl_rlif.config import SandboxConfig
+from verl_rlif.sandbox.executor import SandboxUnavailable, encode_inputs
+from verl_rlif.sandbox.local import LocalExecutor
+
+
+@pytest.fixture(scope="module")
+def pool():
+    executor = start_or_skip(use_namespaces=False)
+    yield executor
+    executor.close()
+
+
+def test_stdin_and_function_call_signatures(pool):
+    assert pool.run("a, b = map(int, input().split())\nprint(a + b)", ["1 2", "10 -3\n"]) == ["OUT:3", "OUT:7"]
+    assert pool.run("print(1 / 3)", [""]) == ["OUT:0.333333"]
+    program = "def f(xs, k=1):\n    return {'sum': sum(xs) * k, 'sorted': tuple(sorted(xs))}"
+    assert pool.run(program, [[[3, 1]], {"xs": [2], "k": 5}], fn_name="f") == [
+        'RET:{"dict":[["sorted",[1,3]],["sum",4]]}',
+        'RET:{"dict":[["sorted",[2]],["sum",10]]}',
+    ]
+    assert pool.run("import sys\nprint(sys.argv, __name__)", [""]) == ["OUT:[''] __main__"]
+
+
+def test_inputs_are_truncated_and_a_timeout_skips_the_rest():
+    executor = start_or_skip(use_namespaces=False, workers=1, max_inputs=3, timeout_per_input_s=0.5)
+    try:
+        slow_on_two = "import time\nx = int(input())\nif x == 2:\n    time.sleep(60)\nprint(x)"
+        assert executor.run(slow_on_two, ["1", "2", "3", "4"]) == ["OUT:1", "TIMEOUT", "SKIPPED"]
+    finally:
+        executor.close()
+
+
+def test_startup_logs_the_layers(caplog):
+    with caplog.at_level(logging.INFO, logger="verl_rlif.sandbox.local"):
+        executor = start_or_skip(use_namespaces=False, workers=1)
+    executor.close()
+    line = next(r.getMessage() for r in caplog.records if "verl-rlif sandbox (local" in r.getMessage())
+    assert "active: spawned_workers, session, rlimits, env_allowlist, private_dir" in line
+    assert "namespaces (off (rlif.sandbox.use_namespaces=false))" in line
+
+
+def test_missing_required_layer_refuses_and_leaves_nothing(tmp_path, monkeypatch):
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # where the workers' private directories go
+    executor = LocalExecutor(SandboxConfig(**FAST, use_namespaces=False, required_layers=("seccomp", "namespaces")))
+    with pytest.raises(SandboxUnavailable, match=r"required isolation layer\(s\) \['namespaces'\].*allow_insecure"):
+        executor.start()
+    assert executor.worker_pids == [] and list(tmp_path.iterdir()) == []
+
+
+def test_insecure_opt_out_runs_and_warns(caplog):
+    settings = SandboxConfig(**{**FAST, "workers": 1}, use_namespaces=False, required_layers=("namespaces",))
+    executor = LocalExecutor(SandboxConfig(**{**settings.__dict__, "allow_insecure": True}))
+    with caplog.at_level(logging.WARNING, logger="verl_rlif.sandbox.local"):
+        executor.start()
+    try:
+        assert any("INSECURE" in r.getMessage() and "namespaces" in r.getMessage() for r in caplog.records)
+        assert executor.run("print('still isolated otherwise')", [""]) == ["OUT:still isolated otherwise"]
+        assert executor.layers["seccomp"].startswith("active")
+    finally:
+        executor.close()
+
+
+def test_many_threads_share_the_pool(pool):
+    results, errors = {}, []
+
+    def worker(t):
+        try:
+            for i in range(15):
+                results[(t, i)] = pool.run(f"print({t} * 100 + {i})", [""])
+        except Exception as error:  # surfaced below
+            errors.append(error)
+
+    threads = [threading.Thread(target=worker, args=(t,)) for t in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not errors
+    assert results == {(t, i): [f"OUT:{t * 100 + i}"] for t in range(6) for i in range(15)}
+
+
+def test_run_many_keeps_order(pool):
+    jobs = [(f"print(input() * {i})", ["ab"], None) for i in range(12)]
+    assert pool.run_many(jobs) == [["OUT:" + "ab" * i] for i in range(12)]
+
+
+def test_killed_worker_is_restarted(pool):
+    killed, old_dirs = pool.worker_pids, [w.base_dir for w in pool._workers]
+    for pid in killed:
+        os.killpg(pid, signal.SIGKILL)
+    assert pool.run_many([(f"print({i})", [""], None) for i in range(4)]) == [[f"OUT:{i}"] for i in range(4)]
+    assert all(alive(pid) for pid in pool.worker_pids) and not set(killed) & set(pool.worker_pids)
+    assert not any(os.path.exists(d) for d in old_dirs)  # a dead worker's directory goes with it
+
+
+def test_identical_requests_come_from_the_cache(pool):
+    program = "import os\nprint(os.urandom(8).hex())"
+    first = pool.run(program, [""])
+    assert pool.run(program, [""]) == first
+    assert pool.run(program + "\n", [""]) != first  # another program really runs
+
+
+def test_close_removes_processes_and_directories():
+    executor = start_or_skip(use_namespaces=False, workers=2)
+    pids = list(executor.worker_pids)
+    dirs = [w.base_dir for w in executor._workers]
+    assert all(os.path.isdir(d) for d in dirs)
+    executor.close()
+    assert gone(pids) and not any(os.path.exists(d) for d in dirs)
+
+
+def test_inputs_are_checked():
+    with pytest.raises(TypeError, match="stdin inputs must be strings"):
+        encode_inputs([1], None)
+    with pytest.raises(TypeError, match="argument lists"):
+        encode_inputs(["1"], "f")
+    assert encode_inputs([[1, "a"], {"k": 2}], "f") == ['[1, "a"]', '{"k": 2}']
+
+
+def test_module_level_executor_follows_configure():
+    settings = SandboxConfig(**{**FAST, "workers": 1}, use_namespaces=False)
+    sandbox.configure(settings)
+    try:
+        first = sandbox.get_executor()
+        assert sandbox.get_executor() is first and first.settings == settings
+        assert sandbox.current_settings() == settings
+        sandbox.configure(SandboxConfig(**{**settings.__dict__, "max_inputs": 2}))
+        assert sandbox.get_executor() is not first and first.worker_pids == []
+    finally:
+        sandbox.shutdown()
+        sandbox.configure(SandboxConfig())
+
+
+def test_a_forked_process_gets_its_own_workers():
+    sandbox.configure(SandboxConfig(**{**FAST, "workers": 1}, use_namespaces=False))
+    try:
+        parent_workers = sandbox.get_executor().worker_pids
+        pid = os.fork()
+        if pid == 0:  # e.g. a data-loader worker forked from a process that already used the sandbox
+            ok = sandbox.get_executor().run("print(5)", [""]) == ["OUT:5"]
+            ok = ok and not set(sandbox.get_executor().worker_pids) & set(parent_workers)
+            sandbox.shutdown()
+            os._exit(0 if ok else 1)
+        assert os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) == 0
+        assert all(alive(p) for p in parent_workers) and sandbox.get_executor().run("print(6)", [""]) == ["OUT:6"]
+    finally:
+        sandbox.shutdown()
+        sandbox.configure(SandboxConfig())
