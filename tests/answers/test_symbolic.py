@@ -107,3 +107,15 @@ def test_merge_budget_stops_comparing_and_keeps_keys_apart():
     merged = merge_equivalent_keys(["g"] * 8, keys, equivalent=slow_equivalent, budget_s=0.12)
     assert time.monotonic() - started < 1.0  # 7 comparisons would take 0.35 s; the budget ends it after ~3
     assert 1 < len(set(merged)) < 8  # some pairs were merged before the budget ran out, the rest stayed apart
+
+
+def test_merge_never_compares_code_behaviour_keys():
+    calls = []
+
+    def equivalent(a, b):
+        calls.append((a, b))
+        return True
+
+    keys = ["code:" + "a" * 32, "code:" + "b" * 32, r"\sin(x)"]
+    assert merge_equivalent_keys(["g"] * 3, keys, equivalent=equivalent) == keys
+    assert calls == []

@@ -15,6 +15,7 @@ from collections.abc import Callable, Hashable, Sequence
 
 from verl_rlif.answers import symbolic
 from verl_rlif.answers.normalize import canonical_math_key
+from verl_rlif.sandbox.signature import KEY_PREFIX as CODE_KEY_PREFIX
 
 logger = logging.getLogger(__name__)
 
@@ -40,8 +41,8 @@ def merge_equivalent_keys(
 
     def same(rep: str, key: str) -> bool:
         nonlocal skipped
-        if _exact(rep) and _exact(key):
-            return False
+        if (_exact(rep) and _exact(key)) or rep.startswith(CODE_KEY_PREFIX) or key.startswith(CODE_KEY_PREFIX):
+            return False  # different values; behaviour hashes are not math
         if deadline is not None and time.monotonic() > deadline:
             skipped += 1
             return False

@@ -34,6 +34,10 @@ SANDBOX_ERROR = "SANDBOX_ERROR"
 _FLOAT_TOKEN = re.compile(r"(?<![\w.])[-+]?(?:\d+\.\d*|\.\d+|\d+(?=[eE]))(?:[eE][-+]?\d+)?(?![\w.])")
 
 
+KEY_PREFIX = "code:"
+"""Every behaviour key starts with this: the vote-time math merge leaves such keys alone."""
+
+
 def is_ok(signature: str) -> bool:
     return signature.startswith(OK_KINDS)
 
@@ -70,7 +74,7 @@ def behaviour_key(signatures: list[str]) -> str | None:
     if not any(is_ok(s) for s in signatures):
         return None
     blob = json.dumps(signatures, ensure_ascii=True).encode()
-    return "code:" + hashlib.sha256(blob).hexdigest()[:32]
+    return KEY_PREFIX + hashlib.sha256(blob).hexdigest()[:32]
 
 
 def from_record(record_text: str, stdout: bytes, exit_code: int, call_mode: bool, float_digits: int) -> str:
