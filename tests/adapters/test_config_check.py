@@ -71,6 +71,14 @@ def test_vote_only_baseline_needs_no_engine(monkeypatch):
     assert validate(config) == []
 
 
+def test_entropy_baseline_needs_the_old_log_prob_pass_but_no_engine(monkeypatch):
+    monkeypatch.delenv("VERL_ENGINE_VENDOR", raising=False)
+    entropy = ["rlif.rewards=[entropy]", "rlif.gdpo.weights=[1.0]", "~ray_kwargs.ray_init.runtime_env.env_vars"]
+    assert validate(composed(*entropy)) == []
+    with pytest.raises(ConfigError, match="computes entropy; set algorithm.rollout_correction.bypass_mode=false"):
+        validate(composed(*entropy, "algorithm.rollout_correction.bypass_mode=true"))
+
+
 def test_kl_cov_with_one_on_policy_update_warns():
     warnings = validate(composed("data.train_batch_size=32", "actor_rollout_ref.actor.ppo_mini_batch_size=32"))
     assert len(warnings) == 1 and "does nothing" in warnings[0] and "ppo_mini_batch_size" in warnings[0]

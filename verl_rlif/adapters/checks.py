@@ -62,6 +62,12 @@ def _switch_problems(config: DictConfig, rlif: RLIFConfig) -> list[str]:
         problems.append(f"actor_rollout_ref.rollout.n={n}: a vote needs a group; set actor_rollout_ref.rollout.n>=2")
     if "self_certainty" in rlif.rewards:
         problems.extend(_self_certainty_problems(config))
+    token_rewards = [name for name in rlif.rewards if name in ("self_certainty", "entropy")]
+    if token_rewards and _get(config, "algorithm.rollout_correction.bypass_mode", False):
+        problems.append(
+            f"algorithm.rollout_correction.bypass_mode=true skips the old-log-prob forward pass that computes "
+            f"{' and '.join(token_rewards)}; set algorithm.rollout_correction.bypass_mode=false"
+        )
     return problems
 
 
@@ -74,11 +80,6 @@ def _self_certainty_problems(config: DictConfig) -> list[str]:
         problems.append(
             "actor_rollout_ref.model.use_fused_kernels=true: fused kernels never materialise the logits that "
             "self-certainty is computed from; set actor_rollout_ref.model.use_fused_kernels=false"
-        )
-    if _get(config, "algorithm.rollout_correction.bypass_mode", False):
-        problems.append(
-            "algorithm.rollout_correction.bypass_mode=true skips the old-log-prob forward pass that computes "
-            "self-certainty; set algorithm.rollout_correction.bypass_mode=false"
         )
     return problems
 
