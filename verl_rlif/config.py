@@ -147,6 +147,11 @@ class RLIFConfig:
     rewards: tuple[str, ...] = DEFAULT_REWARDS
     """Reward components combined by GDPO, in order; distinct names from :data:`REWARD_COMPONENTS`. The method is
     ``[vote, self_certainty]``; single components are the baselines (``configs/preset/``)."""
+    ground_truth_reference: bool = False
+    """True only in the supervised reference (ground-truth GRPO, ``configs/preset/ground_truth_grpo.yaml``): the
+    config trains with verl's own trainer on ground-truth labels and the plugin's trainer is off. ``verl-rlif
+    check`` then validates that composition (and says that labels train) instead of rejecting it; the ``rlif``
+    trainer refuses to start with it."""
     vote: VoteConfig = field(default_factory=VoteConfig)
     self_certainty: SelfCertaintyConfig = field(default_factory=SelfCertaintyConfig)
     gdpo: GDPOConfig = field(default_factory=GDPOConfig)
@@ -154,6 +159,8 @@ class RLIFConfig:
     extractor: ExtractorConfig = field(default_factory=ExtractorConfig)
 
     def __post_init__(self) -> None:
+        if not isinstance(self.ground_truth_reference, bool):
+            raise ValueError(f"rlif.ground_truth_reference={self.ground_truth_reference!r} must be true or false")
         object.__setattr__(self, "rewards", tuple(self.rewards))
         unknown = [r for r in self.rewards if r not in REWARD_COMPONENTS]
         if unknown or not self.rewards or len(set(self.rewards)) != len(self.rewards):
