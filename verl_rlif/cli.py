@@ -42,7 +42,7 @@ def _check(args: argparse.Namespace) -> int:
     # verl's imports warn about optional engines and kernels this machine lacks; irrelevant to a config check
     warnings.filterwarnings("ignore", category=UserWarning)
 
-    from verl_rlif.adapters.checks import ConfigError, validate, verify_registered
+    from verl_rlif.adapters.checks import ConfigError, data_file_warnings, validate, verify_registered, verl_validate
 
     config_dir = os.path.abspath(args.config_path)
     if not os.path.isdir(config_dir):
@@ -53,9 +53,11 @@ def _check(args: argparse.Namespace) -> int:
     try:
         found = validate(config)
         verify_registered(config)
+        verl_validate(config)
     except ConfigError as exc:
         print(exc, file=sys.stderr)
         return 1
+    found += data_file_warnings(config)
     for warning in found:
         print(f"warning: {warning}")
     print(f"verl-rlif check: {args.config_name} is valid ({len(found)} warning(s))")

@@ -98,4 +98,5 @@ def test_entropy_values_under_the_mask_only():
     config = RLIFConfig.from_mapping({"rewards": ["vote", "entropy"]})
     noisy = torch.where(mask.bool(), token_entropy, torch.nan)  # padding may hold anything
     clean = rlif_step(UIDS, KEYS, None, mask, config, token_entropy=token_entropy * mask)
-    torch.testing.assert_close(rlif_step(UIDS, KEYS, None, mask, config, token_entropy=noisy).advantages, clean.advantages)
+    noisy_step = rlif_step(UIDS, KEYS, None, mask, config, token_entropy=noisy)
+    torch.testing.assert_close(noisy_step.advantages, clean.advantages)

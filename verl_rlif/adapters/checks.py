@@ -221,3 +221,44 @@ def verify_registered(config: DictConfig) -> None:
             + "\nverl loads plugins through the 'verl.plugins' entry point (check VERL_USE_EXTERNAL_PLUGINS is not "
             "'none'); the fallback is VERL_USE_EXTERNAL_MODULES=verl_rlif.register"
         )
+
+
+def verl_validate(config: DictConfig) -> None:
+    """Run verl's own config validation, the first thing ``main_ppo`` does before Ray starts; raise
+    :class:`ConfigError` with its message (batch sizes that do not divide, missing micro-batch sizes, ...)."""
+    import contextlib
+    import io
+
+    from verl.trainer.ppo.utils import need_critic, need_reference_policy
+    from verl.utils.config import validate_config
+
+    if OmegaConf.is_missing(config.actor_rollout_ref.rollout, "name"):
+        raise ConfigError(
+            "verl's config is incomplete:\n  - actor_rollout_ref.rollout.name is not set (verl has no default): "
+            "set actor_rollout_ref.rollout.name=vllm (or sglang)"
+        )
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):  # verl prints a success line and notices
+            validate_config(config, need_reference_policy(config), need_critic(config))
+    except Exception as exc:
+        cause = exc.__cause__ or exc  # Hydra wraps the dataclass's own assertion
+        raise ConfigError(f"verl's own validation (main_ppo runs it before starting Ray) fails:\n  - {cause}") from None
+
+
+def data_file_warnings(config: DictConfig) -> list[str]:
+    """Data files that do not exist here (``verl-rlif check`` runs where the job starts: paths must resolve there)."""
+    warnings = []
+    for key in ("data.train_files", "data.val_files"):
+        try:
+            value = OmegaConf.select(config, key)
+        except Exception as exc:  # an interpolation that cannot resolve, e.g. an unset environment variable
+            warnings.append(f"{key} cannot be resolved: {exc}")
+            continue
+        files = [value] if isinstance(value, str) else list(value or [])
+        missing = [f for f in files if not os.path.exists(os.path.expanduser(f))]
+        if missing:
+            warnings.append(
+                f"{key}: {missing} not found from {os.getcwd()}; write them with `verl-rlif prepare-data` "
+                f"(docs/replication.md) or point RLIF_DATA_DIR at them"
+            )
+    return warnings
