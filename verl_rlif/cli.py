@@ -1,6 +1,7 @@
 """The ``verl-rlif`` command line.
 
-verl-rlif demo     run the RLIF reward pipeline on the built-in CPU example and print each step
+verl-rlif demo          run the RLIF reward pipeline on the built-in CPU example and print each step
+verl-rlif prepare-data  turn a dataset's files (or its hub copy) into verl's parquet schema
 """
 
 from __future__ import annotations
@@ -94,6 +95,70 @@ def _vote(args: argparse.Namespace) -> int:
     return 0
 
 
+def _prepare_data(args: argparse.Namespace) -> int:
+    from verl_rlif.data import DataError, prepare
+
+    try:
+        summary = prepare(
+            args.name,
+            inputs=args.input,
+            output=args.output,
+            split=args.split,
+            data_source=args.data_source,
+            max_tests=args.max_tests,
+            since=args.since,
+            until=args.until,
+            skip_invalid=args.skip_invalid,
+            limit=args.limit,
+        )
+    except DataError as exc:
+        print(f"verl-rlif prepare-data: {exc}", file=sys.stderr)
+        return 1
+    left_out = [
+        f"{count} {what}"
+        for count, what in [
+            (summary.duplicates, "duplicate problem(s)"),
+            (summary.not_selected, "row(s) outside the split or date window"),
+            (len(summary.invalid), "invalid row(s)"),
+            (summary.skipped_tests, "test case(s) that are not literals"),
+        ]
+        if count
+    ]
+    print(f"wrote {summary.rows} rows of {summary.name} to {summary.output}")
+    if left_out:
+        print("left out: " + ", ".join(left_out))
+    for problem in summary.invalid[:10]:
+        print(f"  invalid: {problem}")
+    return 0
+
+
+def _add_prepare_data(commands) -> None:
+    from verl_rlif.data import SOURCES, default_output
+
+    listing = "\n".join(f"  {name:<14} {source.description}" for name, source in SOURCES.items())
+    prepare = commands.add_parser(
+        "prepare-data",
+        help="turn a dataset's files (or its hub copy) into verl's parquet schema",
+        description=f"Datasets:\n{listing}\n\nOutput layout: docs/data.md.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    prepare.add_argument("name", choices=sorted(SOURCES), metavar="NAME", help="dataset (listed above)")
+    prepare.add_argument(
+        "--input",
+        nargs="+",
+        help="local .jsonl/.json/.parquet files or directories (default: load NAME from the hub with `datasets`)",
+    )
+    prepare.add_argument("--output", help=f"parquet file to write (default: {default_output('NAME')})")
+    prepare.add_argument("--split", help="split to load from the hub and to record (default: the dataset's usual)")
+    prepare.add_argument("--data-source", help="data_source to write (default: NAME)")
+    prepare.add_argument("--max-tests", type=int, default=16, help="code: test cases kept per problem (default 16)")
+    prepare.add_argument("--since", help="livecodebench: first contest date kept, YYYY-MM-DD (inclusive)")
+    prepare.add_argument("--until", help="livecodebench: contest dates before this one, YYYY-MM-DD (exclusive)")
+    prepare.add_argument("--skip-invalid", action="store_true", help="leave out malformed rows instead of stopping")
+    prepare.add_argument("--limit", type=int, help="write at most this many rows (smoke tests)")
+    prepare.set_defaults(run=_prepare_data)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="verl-rlif", description="Label-free RL (RLIF) for verl.")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -116,6 +181,7 @@ def build_parser() -> argparse.ArgumentParser:
     vote.add_argument("--no-symbolic", action="store_true", help="cheap normalisation only (no math-verify)")
     vote.add_argument("--deadline-s", type=float, default=2.0, help="seconds per symbolic parse/check (default: 2)")
     vote.set_defaults(run=_vote)
+    _add_prepare_data(commands)
     return parser
 
 
