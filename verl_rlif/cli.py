@@ -2,6 +2,8 @@
 
 verl-rlif demo          run the RLIF reward pipeline on the built-in CPU example and print each step
 verl-rlif prepare-data  turn a dataset's files (or its hub copy) into verl's parquet schema
+verl-rlif check         compose and validate a training config (no Ray, no GPU)
+verl-rlif eval          score a checkpoint with verl's validation only
 """
 
 from __future__ import annotations
@@ -34,35 +36,83 @@ def _demo(args: argparse.Namespace) -> int:
     return 0
 
 
-def _check(args: argparse.Namespace) -> int:
+def _checked_config(prog: str, config_path: str, config_name: str, overrides: list[str]):
+    """Compose and validate as `verl-rlif check` does: (exit code, warnings); problems are printed to stderr."""
     import os
     import warnings
 
     from hydra import compose, initialize_config_dir
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
 
     # verl's imports warn about optional engines and kernels this machine lacks; irrelevant to a config check
     warnings.filterwarnings("ignore", category=UserWarning)
 
     from verl_rlif.adapters.checks import ConfigError, data_file_warnings, validate, verify_registered, verl_validate
 
-    config_dir = os.path.abspath(args.config_path)
+    config_dir = os.path.abspath(config_path)
     if not os.path.isdir(config_dir):
-        print(f"verl-rlif check: --config-path {args.config_path!r} is not a directory", file=sys.stderr)
-        return 2
-    with initialize_config_dir(config_dir=config_dir, version_base=None):
-        config = compose(config_name=args.config_name, overrides=args.overrides)
+        print(f"{prog}: --config-path {config_path!r} is not a directory", file=sys.stderr)
+        return 2, []
+    try:
+        with initialize_config_dir(config_dir=config_dir, version_base=None):
+            config = compose(config_name=config_name, overrides=overrides)
+    except (HydraException, OmegaConfBaseException) as exc:  # unknown config name, malformed override, ...
+        print(f"{prog}: cannot compose {config_name!r} from {config_dir}: {exc}", file=sys.stderr)
+        return 2, []
     try:
         found = validate(config)
         verify_registered(config)
         verl_validate(config)
     except ConfigError as exc:
         print(exc, file=sys.stderr)
-        return 1
-    found += data_file_warnings(config)
+        return 1, []
+    return 0, found + data_file_warnings(config)
+
+
+def _check(args: argparse.Namespace) -> int:
+    code, found = _checked_config("verl-rlif check", args.config_path, args.config_name, args.overrides)
+    if code:
+        return code
     for warning in found:
         print(f"warning: {warning}")
     print(f"verl-rlif check: {args.config_name} is valid ({len(found)} warning(s))")
     return 0
+
+
+def _eval(args: argparse.Namespace) -> int:
+    import os
+
+    from verl_rlif.evaluation import EvalRequest, eval_overrides, main_ppo_command, printable
+
+    request = EvalRequest(
+        config_path=args.config_path,
+        config_name=args.config_name,
+        checkpoint=args.checkpoint,
+        model=args.model,
+        val_files=tuple(args.val_files or ()),
+        n=args.n,
+        temperature=args.temperature,
+        top_p=args.top_p,
+        dump_dir=args.dump_dir,
+        overrides=tuple(args.overrides),
+    )
+    try:
+        overrides = eval_overrides(request)
+    except ValueError as exc:
+        print(f"verl-rlif eval: {exc}", file=sys.stderr)
+        return 2
+    code, found = _checked_config("verl-rlif eval", args.config_path, args.config_name, overrides)
+    if code:
+        return code
+    for warning in found:
+        print(f"warning: {warning}")
+    command = main_ppo_command(request, overrides)
+    print(printable(command), flush=True)
+    if args.dry_run:
+        return 0
+    os.execv(command[0], command)  # replaces this process: main_ppo's exit status is the command's
+    return 1  # unreachable
 
 
 TASK_EXTRACTORS = {"math": "math", "number": "number", "choice": "choice"}
@@ -159,6 +209,33 @@ def _add_prepare_data(commands) -> None:
     prepare.set_defaults(run=_prepare_data)
 
 
+def _add_eval(commands) -> None:
+    evaluate = commands.add_parser(
+        "eval",
+        help="score a checkpoint or model with verl's validation only (pass@1, maj@N)",
+        description="Runs python -m verl.trainer.main_ppo with trainer.val_only=true on the experiment config, after "
+        "the same checks as `verl-rlif check`; prints the command first. Metrics: val-core/<data_source>/acc/...",
+    )
+    evaluate.add_argument("--config-path", default="configs", help="directory of the config (default: ./configs)")
+    evaluate.add_argument("--config-name", required=True, help="the experiment config, e.g. math_7b_fsdp")
+    source = evaluate.add_mutually_exclusive_group(required=True)
+    source.add_argument("--checkpoint", help="a verl checkpoint folder .../global_step_N")
+    source.add_argument("--model", help="a Hugging Face model directory or id (e.g. the model before RL)")
+    evaluate.add_argument(
+        "--val-file",
+        action="append",
+        dest="val_files",
+        help="a parquet file to score; repeat for more (default: the config's)",
+    )
+    evaluate.add_argument("--n", type=int, help="samples per prompt: pass@1 = acc/mean@n, maj@n (default: config)")
+    evaluate.add_argument("--temperature", type=float, help="sampling temperature; 0 = greedy (default: config)")
+    evaluate.add_argument("--top-p", type=float, help="nucleus sampling (default: config)")
+    evaluate.add_argument("--dump-dir", help="write every sample with its score, acc and pred as JSONL here")
+    evaluate.add_argument("--dry-run", action="store_true", help="check and print the command, do not run it")
+    evaluate.add_argument("overrides", nargs="*", help="more Hydra overrides (key=value), e.g. trainer.nnodes=2")
+    evaluate.set_defaults(run=_eval)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="verl-rlif", description="Label-free RL (RLIF) for verl.")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -182,6 +259,7 @@ def build_parser() -> argparse.ArgumentParser:
     vote.add_argument("--deadline-s", type=float, default=2.0, help="seconds per symbolic parse/check (default: 2)")
     vote.set_defaults(run=_vote)
     _add_prepare_data(commands)
+    _add_eval(commands)
     return parser
 
 
