@@ -4,6 +4,8 @@ verl-rlif demo          run the RLIF reward pipeline on the built-in CPU example
 verl-rlif prepare-data  turn a dataset's files (or its hub copy) into verl's parquet schema
 verl-rlif check         compose and validate a training config (no Ray, no GPU)
 verl-rlif eval          score a checkpoint with verl's validation only
+verl-rlif node-check    on a cluster node: does verl load the plugin here? (scripts/slurm/rlif.sbatch)
+verl-rlif ray-nodes     the alive nodes of a Ray cluster (scripts/slurm/rlif.sbatch)
 """
 
 from __future__ import annotations
@@ -236,6 +238,37 @@ def _add_eval(commands) -> None:
     evaluate.set_defaults(run=_eval)
 
 
+def _node_check(args: argparse.Namespace) -> int:
+    import socket
+    import warnings
+
+    warnings.filterwarnings("ignore", category=UserWarning)  # verl/megatron import noise about optional kernels
+    from verl_rlif import __version__
+    from verl_rlif.cluster import plugin_problem
+
+    problem = plugin_problem()
+    if problem:
+        print(f"verl-rlif plugin FAILED on {socket.gethostname()}: {problem}")
+        return 1
+    print(f"verl-rlif plugin OK on {socket.gethostname()} (verl-rlif {__version__})")
+    return 0
+
+
+def _ray_nodes(args: argparse.Namespace) -> int:
+    from verl_rlif.cluster import alive_hostnames
+
+    print("\n".join(alive_hostnames(args.address)))
+    return 0
+
+
+def _add_cluster_commands(commands) -> None:
+    check = commands.add_parser("node-check", help="confirm verl loads and registers verl-rlif on this node")
+    check.set_defaults(run=_node_check)
+    nodes = commands.add_parser("ray-nodes", help="hostnames of the alive nodes of a Ray cluster")
+    nodes.add_argument("address", help="the Ray head, host:port")
+    nodes.set_defaults(run=_ray_nodes)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="verl-rlif", description="Label-free RL (RLIF) for verl.")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -260,6 +293,7 @@ def build_parser() -> argparse.ArgumentParser:
     vote.set_defaults(run=_vote)
     _add_prepare_data(commands)
     _add_eval(commands)
+    _add_cluster_commands(commands)
     return parser
 
 
