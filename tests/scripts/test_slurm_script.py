@@ -1,4 +1,5 @@
-"""scripts/slurm/rlif.sbatch against stub ``scontrol``/``srun``/``hostname``/``ray``/``python`` executables.
+"""scripts/slurm/rlif.sbatch against the stub ``scontrol``/``srun``/``hostname``/``ray``/``python`` in
+scripts/slurm/stubs (also used by scripts/slurm/dry-run.sh).
 
 No cluster: the stubs log every call (with the node ``srun -w`` put it on) to one file and behave as the test
 asks through ``STUB_*`` variables. ``ray start --block`` becomes a long sleep that records its pid, so the tests
@@ -15,65 +16,18 @@ import pytest
 SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "slurm" / "rlif.sbatch"
 NODES = ["gpu-01", "gpu-02", "gpu-03"]
 
-STUBS = {
-    "scontrol": """
-echo "scontrol $*" >> "$STUB_LOG"
-[[ "$1 $2" == "show hostnames" ]] && printf '%s\\n' $STUB_NODES
-""",
-    # srun [flags] -w NODE CMD...: log, then run CMD "on" NODE (STUB_NODE tells the other stubs where they are)
-    "srun": """
-node=""; args=()
-while (( $# )); do
-    case "$1" in
-        -w) node="$2"; shift 2 ;;
-        --*) args+=("$1"); shift ;;
-        *) break ;;
-    esac
-done
-echo "srun ${args[*]} -w $node :: $*" >> "$STUB_LOG"
-export STUB_NODE="$node"
-exec "$@"
-""",
-    "hostname": """echo "10.0.0.1 fe80::1" """,
-    "ray": """
-echo "ray $* @${STUB_NODE}" >> "$STUB_LOG"
-[[ " $STUB_RAY_FAIL " == *" $STUB_NODE "* ]] && { echo "ray: cannot reach the head" >&2; exit 1; }
-echo $$ >> "$STUB_PIDS"
-exec sleep 300
-""",
-    "python": """
-echo "python $* @${STUB_NODE:-batch} RAY_ADDRESS=${RAY_ADDRESS:-}" >> "$STUB_LOG"
-case "$2 $3" in
-    "verl_rlif.cli check") exit "${STUB_CHECK_RC:-0}" ;;
-    "verl_rlif.cli ray-nodes") printf '%s\\n' ${STUB_ALIVE-$STUB_NODES} | sed 's/$/.cluster.local/' ;;
-    "verl_rlif.cli node-check")
-        if [[ " $STUB_BAD_NODES " == *" $STUB_NODE "* ]]; then
-            echo "verl-rlif plugin FAILED on $STUB_NODE: cannot import verl: ModuleNotFoundError: no 'verl'"
-            exit 1
-        fi
-        echo "verl-rlif plugin OK on $STUB_NODE" ;;
-    "verl.trainer.main_ppo "*) exit "${STUB_MAIN_RC:-0}" ;;
-    *) echo "unexpected python call: $*" >&2; exit 99 ;;
-esac
-""",
-}
+STUBS = SCRIPT.parent / "stubs"  # shipped for dry runs (scripts/slurm/dry-run.sh); their knobs are STUB_*
 
 
 @pytest.fixture
 def cluster(tmp_path):
     """Runs the script with the stubs first on PATH; yields run(overrides, **env) -> (completed, log lines)."""
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    for name, body in STUBS.items():
-        stub = bin_dir / name
-        stub.write_text("#!/usr/bin/env bash\n" + body)
-        stub.chmod(0o755)
     log, pids = tmp_path / "calls.log", tmp_path / "ray.pids"
 
     def run(*overrides, **env):
         log.write_text("")
         environment = {
-            "PATH": f"{bin_dir}:/usr/bin:/bin",
+            "PATH": f"{STUBS}:/usr/bin:/bin",
             "HOME": str(tmp_path),
             "SLURM_JOB_NODELIST": "gpu-[01-03]",
             "SLURM_JOB_ID": "4242",
@@ -198,3 +152,41 @@ def test_main_ppos_exit_status_is_the_jobs(cluster):
 def test_outside_an_allocation_it_says_so(cluster):
     done, log = cluster(SLURM_JOB_NODELIST="")
     assert done.returncode != 0 and "not inside a SLURM allocation" in done.stderr and not log
+
+
+def test_setup_file_is_sourced_on_each_node_before_its_command(cluster, tmp_path):
+    setup = tmp_path / "site.sh"
+    setup.write_text('echo "sourced on $STUB_NODE" >> "$STUB_LOG"\n')
+    done, log = cluster(RLIF_SETUP=str(setup))
+    assert done.returncode == 0, done.stderr
+    for node in NODES:  # once per job step on that node (the head also looks up its address)
+        steps = [line for line in calls(log, "srun") if f"-w {node} ::" in line]
+        assert log.count(f"sourced on {node}") == len(steps) >= 2
+    assert all(f"(after source {setup})" in line for line in calls(log, "srun"))
+
+
+def test_the_shipped_dry_run_runs_the_real_config_check(tmp_path):
+    """scripts/slurm/dry-run.sh as a user runs it: real `verl-rlif check`, simulated cluster."""
+    import sys
+
+    done = subprocess.run(
+        [str(SCRIPT.parent / "dry-run.sh"), "preset=entropy_only"],
+        cwd=SCRIPT.parents[2],
+        env={"PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin", "HOME": str(tmp_path), "RLIF_DRY_NODES": "2"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "verl-rlif check: math_7b_fsdp is valid" in done.stdout  # the real check ran
+    assert "ray start --head --node-ip-address=10.0.0.1" in done.stdout and "@node-2" in done.stdout
+    assert "would run: python -m verl.trainer.main_ppo" in done.stdout and "preset=entropy_only" in done.stdout
+    bad = subprocess.run(
+        [str(SCRIPT.parent / "dry-run.sh"), "actor_rollout_ref.rollout.n=1"],
+        cwd=SCRIPT.parents[2],
+        env={"PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin", "HOME": str(tmp_path)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert bad.returncode == 1 and "actor_rollout_ref.rollout.n>=2" in bad.stderr and "ray start" not in bad.stdout
