@@ -40,6 +40,7 @@ def _demo(args: argparse.Namespace) -> int:
 
 def _checked_config(prog: str, config_path: str, config_name: str, overrides: list[str]):
     """Compose and validate as `verl-rlif check` does: (exit code, warnings); problems are printed to stderr."""
+    import logging
     import os
     import warnings
 
@@ -47,8 +48,9 @@ def _checked_config(prog: str, config_path: str, config_name: str, overrides: li
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
 
-    # verl's imports warn about optional engines and kernels this machine lacks; irrelevant to a config check
+    # verl's imports warn about optional engines and kernels, and that this (login) node has no GPU: irrelevant here
     warnings.filterwarnings("ignore", category=UserWarning)
+    logging.getLogger("verl.plugin.platform.platform_manager").addFilter(lambda record: record.levelno >= logging.ERROR)
 
     from verl_rlif.adapters.checks import ConfigError, data_file_warnings, validate, verify_registered, verl_validate
 
