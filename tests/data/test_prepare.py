@@ -144,6 +144,13 @@ def test_output_loads_in_verls_dataset(tmp_path):
     assert json.loads(item["reward_model"]["ground_truth"])["outputs"][0] == "heo"
 
 
+def test_parquet_nulls_are_missing_values(tmp_path):
+    path = tmp_path / "amc.parquet"
+    pd.DataFrame({"problem": ["p1", "p2"], "answer": [3.0, float("nan")]}).to_parquet(path)
+    with pytest.raises(DataError, match="amc.parquet, row 2: missing column 'answer'"):
+        prepare("amc", inputs=[str(path)], output=str(tmp_path / "out.parquet"))
+
+
 def test_parquet_input_with_nested_columns(tmp_path):
     source = [json.loads(line) for line in INPUT["dapo_math_17k"].read_text().splitlines()]
     path = tmp_path / "dapo.parquet"

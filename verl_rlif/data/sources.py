@@ -9,6 +9,7 @@ The row layout of the output is in docs/data.md.
 from __future__ import annotations
 
 import json
+import math
 import pickle
 import zlib
 from collections.abc import Callable, Mapping
@@ -81,10 +82,11 @@ class Source:
 
 
 def column(row: Mapping[str, Any], *names: str, required: bool = True) -> Any:
-    """The first of ``names`` present (not None) in ``row``; RowError listing the accepted names if none is."""
+    """The first of ``names`` present (not None/NaN) in ``row``; RowError listing the accepted names if none is."""
     for name in names:
-        if row.get(name) is not None:
-            return row[name]
+        value = row.get(name)
+        if value is not None and not (isinstance(value, float) and math.isnan(value)):  # parquet nulls read as NaN
+            return value
     if not required:
         return None
     raise RowError(f"missing column {names[0]!r} (accepted: {', '.join(names)}); the row has: {sorted(row)}")
