@@ -125,6 +125,11 @@ def _answer_or_boxed(row: Mapping[str, Any]) -> str:
     answer = column(row, "answer", "Answer", "final_answer", required=False)
     if answer is not None:
         return answer_text(answer)
+    if column(row, "solution", "Solution", required=False) is None:
+        raise RowError(
+            "missing column 'answer' (accepted: answer, Answer, final_answer; or a 'solution' ending in \\boxed{}); "
+            f"the row has: {sorted(row)}"
+        )
     solution = text(row, "solution", "Solution")
     boxed = boxed_content(solution)
     if boxed is None or not boxed.strip():
