@@ -1,7 +1,12 @@
 """The ``verl-rlif`` command line.
 
-verl-rlif demo     run the RLIF reward pipeline on the built-in CPU example and print each step
-verl-rlif vote     extract answers and vote over a JSONL file (--task math|number|choice|code)
+verl-rlif demo          run the RLIF reward pipeline on the built-in CPU example and print each step
+verl-rlif vote          extract answers and vote over a JSONL file (--task math|number|choice|code)
+verl-rlif prepare-data  turn a dataset's files (or its hub copy) into verl's parquet schema
+verl-rlif check         compose and validate a training config (no Ray, no GPU)
+verl-rlif eval          score a checkpoint with verl's validation only
+verl-rlif node-check    on a cluster node: does verl load the plugin here? (scripts/slurm/rlif.sbatch)
+verl-rlif ray-nodes     the alive nodes of a Ray cluster (scripts/slurm/rlif.sbatch)
 """
 
 from __future__ import annotations
@@ -34,33 +39,85 @@ def _demo(args: argparse.Namespace) -> int:
     return 0
 
 
-def _check(args: argparse.Namespace) -> int:
+def _checked_config(prog: str, config_path: str, config_name: str, overrides: list[str]):
+    """Compose and validate as `verl-rlif check` does: (exit code, warnings); problems are printed to stderr."""
+    import logging
     import os
     import warnings
 
     from hydra import compose, initialize_config_dir
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
 
-    # verl's imports warn about optional engines and kernels this machine lacks; irrelevant to a config check
+    # verl's imports warn about optional engines and kernels, and that this (login) node has no GPU: irrelevant here
     warnings.filterwarnings("ignore", category=UserWarning)
+    logging.getLogger("verl.plugin.platform.platform_manager").addFilter(lambda record: record.levelno >= logging.ERROR)
 
-    from verl_rlif.adapters.checks import ConfigError, validate, verify_registered
+    from verl_rlif.adapters.checks import ConfigError, data_file_warnings, validate, verify_registered, verl_validate
 
-    config_dir = os.path.abspath(args.config_path)
+    config_dir = os.path.abspath(config_path)
     if not os.path.isdir(config_dir):
-        print(f"verl-rlif check: --config-path {args.config_path!r} is not a directory", file=sys.stderr)
-        return 2
-    with initialize_config_dir(config_dir=config_dir, version_base=None):
-        config = compose(config_name=args.config_name, overrides=args.overrides)
+        print(f"{prog}: --config-path {config_path!r} is not a directory", file=sys.stderr)
+        return 2, []
+    try:
+        with initialize_config_dir(config_dir=config_dir, version_base=None):
+            config = compose(config_name=config_name, overrides=overrides)
+    except (HydraException, OmegaConfBaseException) as exc:  # unknown config name, malformed override, ...
+        print(f"{prog}: cannot compose {config_name!r} from {config_dir}: {exc}", file=sys.stderr)
+        return 2, []
     try:
         found = validate(config)
         verify_registered(config)
+        verl_validate(config)
     except ConfigError as exc:
         print(exc, file=sys.stderr)
-        return 1
+        return 1, []
+    return 0, found + data_file_warnings(config)
+
+
+def _check(args: argparse.Namespace) -> int:
+    code, found = _checked_config("verl-rlif check", args.config_path, args.config_name, args.overrides)
+    if code:
+        return code
     for warning in found:
         print(f"warning: {warning}")
     print(f"verl-rlif check: {args.config_name} is valid ({len(found)} warning(s))")
     return 0
+
+
+def _eval(args: argparse.Namespace) -> int:
+    import os
+
+    from verl_rlif.evaluation import EvalRequest, eval_overrides, main_ppo_command, printable
+
+    request = EvalRequest(
+        config_path=args.config_path,
+        config_name=args.config_name,
+        checkpoint=args.checkpoint,
+        model=args.model,
+        val_files=tuple(args.val_files or ()),
+        n=args.n,
+        temperature=args.temperature,
+        top_p=args.top_p,
+        dump_dir=args.dump_dir,
+        overrides=tuple(args.overrides),
+    )
+    try:
+        overrides = eval_overrides(request)
+    except ValueError as exc:
+        print(f"verl-rlif eval: {exc}", file=sys.stderr)
+        return 2
+    code, found = _checked_config("verl-rlif eval", args.config_path, args.config_name, overrides)
+    if code:
+        return code
+    for warning in found:
+        print(f"warning: {warning}")
+    command = main_ppo_command(request, overrides)
+    print(printable(command), flush=True)
+    if args.dry_run:
+        return 0
+    os.execv(command[0], command)  # replaces this process: main_ppo's exit status is the command's
+    return 1  # unreachable
 
 
 TASK_EXTRACTORS = {"math": "math", "number": "number", "choice": "choice", "code": "code"}
@@ -120,6 +177,128 @@ def _vote(args: argparse.Namespace) -> int:
     return 0
 
 
+def _prepare_data(args: argparse.Namespace) -> int:
+    from verl_rlif.data import DataError, prepare
+
+    try:
+        summary = prepare(
+            args.name,
+            inputs=args.input,
+            output=args.output,
+            split=args.split,
+            data_source=args.data_source,
+            max_tests=args.max_tests,
+            since=args.since,
+            until=args.until,
+            skip_invalid=args.skip_invalid,
+            limit=args.limit,
+        )
+    except DataError as exc:
+        print(f"verl-rlif prepare-data: {exc}", file=sys.stderr)
+        return 1
+    left_out = [
+        f"{count} {what}"
+        for count, what in [
+            (summary.duplicates, "duplicate problem(s)"),
+            (summary.not_selected, "row(s) outside the split or date window"),
+            (len(summary.invalid), "invalid row(s)"),
+            (summary.skipped_tests, "test case(s) that are not literals"),
+        ]
+        if count
+    ]
+    print(f"wrote {summary.rows} rows of {summary.name} to {summary.output}")
+    if left_out:
+        print("left out: " + ", ".join(left_out))
+    for problem in summary.invalid[:10]:
+        print(f"  invalid: {problem}")
+    return 0
+
+
+def _add_prepare_data(commands) -> None:
+    from verl_rlif.data import SOURCES, default_output
+
+    listing = "\n".join(f"  {name:<14} {source.description}" for name, source in SOURCES.items())
+    prepare = commands.add_parser(
+        "prepare-data",
+        help="turn a dataset's files (or its hub copy) into verl's parquet schema",
+        description=f"Datasets:\n{listing}\n\nOutput layout: docs/data.md.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    prepare.add_argument("name", choices=sorted(SOURCES), metavar="NAME", help="dataset (listed above)")
+    prepare.add_argument(
+        "--input",
+        nargs="+",
+        help="local .jsonl/.json/.parquet files or directories (default: load NAME from the hub with `datasets`)",
+    )
+    prepare.add_argument("--output", help=f"parquet file to write (default: {default_output('NAME')})")
+    prepare.add_argument("--split", help="split to load from the hub and to record (default: the dataset's usual)")
+    prepare.add_argument("--data-source", help="data_source to write (default: NAME)")
+    prepare.add_argument("--max-tests", type=int, default=16, help="code: test cases kept per problem (default 16)")
+    prepare.add_argument("--since", help="livecodebench: first contest date kept, YYYY-MM-DD (inclusive)")
+    prepare.add_argument("--until", help="livecodebench: contest dates before this one, YYYY-MM-DD (exclusive)")
+    prepare.add_argument("--skip-invalid", action="store_true", help="leave out malformed rows instead of stopping")
+    prepare.add_argument("--limit", type=int, help="write at most this many rows (smoke tests)")
+    prepare.set_defaults(run=_prepare_data)
+
+
+def _add_eval(commands) -> None:
+    evaluate = commands.add_parser(
+        "eval",
+        help="score a checkpoint or model with verl's validation only (pass@1, maj@N)",
+        description="Runs python -m verl.trainer.main_ppo with trainer.val_only=true on the experiment config, after "
+        "the same checks as `verl-rlif check`; prints the command first. Metrics: val-core/<data_source>/acc/...",
+    )
+    evaluate.add_argument("--config-path", default="configs", help="directory of the config (default: ./configs)")
+    evaluate.add_argument("--config-name", required=True, help="the experiment config, e.g. math_7b_fsdp")
+    source = evaluate.add_mutually_exclusive_group(required=True)
+    source.add_argument("--checkpoint", help="a verl checkpoint folder .../global_step_N")
+    source.add_argument("--model", help="a Hugging Face model directory or id (e.g. the model before RL)")
+    evaluate.add_argument(
+        "--val-file",
+        action="append",
+        dest="val_files",
+        help="a parquet file to score; repeat for more (default: the config's)",
+    )
+    evaluate.add_argument("--n", type=int, help="samples per prompt: pass@1 = acc/mean@n, maj@n (default: config)")
+    evaluate.add_argument("--temperature", type=float, help="sampling temperature; 0 = greedy (default: config)")
+    evaluate.add_argument("--top-p", type=float, help="nucleus sampling (default: config)")
+    evaluate.add_argument("--dump-dir", help="write every sample with its score, acc and pred as JSONL here")
+    evaluate.add_argument("--dry-run", action="store_true", help="check and print the command, do not run it")
+    evaluate.add_argument("overrides", nargs="*", help="more Hydra overrides (key=value), e.g. trainer.nnodes=2")
+    evaluate.set_defaults(run=_eval)
+
+
+def _node_check(args: argparse.Namespace) -> int:
+    import socket
+    import warnings
+
+    warnings.filterwarnings("ignore", category=UserWarning)  # verl/megatron import noise about optional kernels
+    from verl_rlif import __version__
+    from verl_rlif.cluster import plugin_problem
+
+    problem = plugin_problem()
+    if problem:
+        print(f"verl-rlif plugin FAILED on {socket.gethostname()}: {problem}")
+        return 1
+    print(f"verl-rlif plugin OK on {socket.gethostname()} (verl-rlif {__version__})")
+    return 0
+
+
+def _ray_nodes(args: argparse.Namespace) -> int:
+    from verl_rlif.cluster import alive_hostnames
+
+    print("\n".join(alive_hostnames(args.address)))
+    return 0
+
+
+def _add_cluster_commands(commands) -> None:
+    check = commands.add_parser("node-check", help="confirm verl loads and registers verl-rlif on this node")
+    check.set_defaults(run=_node_check)
+    nodes = commands.add_parser("ray-nodes", help="hostnames of the alive nodes of a Ray cluster")
+    nodes.add_argument("address", help="the Ray head, host:port")
+    nodes.set_defaults(run=_ray_nodes)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="verl-rlif", description="Label-free RL (RLIF) for verl.")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -153,6 +332,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="code task: an rlif.sandbox setting, repeatable (e.g. workers=2, timeout_per_input_s=1)",
     )
     vote.set_defaults(run=_vote)
+    _add_prepare_data(commands)
+    _add_eval(commands)
+    _add_cluster_commands(commands)
     return parser
 
 

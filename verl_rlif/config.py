@@ -16,7 +16,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-REWARD_COMPONENTS = ("vote", "self_certainty")
+REWARD_COMPONENTS = ("vote", "self_certainty", "entropy")
+"""Every reward component: ``vote`` (answer level), ``self_certainty`` (Intuitor), ``entropy`` (RENT: minus the mean
+token entropy, a baseline). The method itself is :data:`DEFAULT_REWARDS`."""
+DEFAULT_REWARDS = ("vote", "self_certainty")
 VOTE_MODES = ("majority", "share")
 TIE_POLICIES = ("all", "none", "first")
 WHITEN_LEVELS = ("response", "token")
@@ -75,7 +78,7 @@ class GDPOConfig:
     """Group reward-decoupled normalisation (GDPO, arXiv 2601.05242)."""
 
     weights: tuple[float, ...] = (1.0, 1.0)
-    """One weight per reward component, in component order (vote, self-certainty)."""
+    """One weight per entry of ``rlif.rewards``, in the same order."""
     eps: float = 1e-6
     """Added to the within-group std before dividing (verl's GRPO epsilon)."""
     whiten: str = "response"
@@ -214,8 +217,14 @@ def _require_positive_int(name: str, value: int) -> None:
 class RLIFConfig:
     """Everything under the ``rlif:`` key of the training config."""
 
-    rewards: tuple[str, ...] = REWARD_COMPONENTS
-    """Reward components combined by GDPO, in order; a subset of ``vote``, ``self_certainty``."""
+    rewards: tuple[str, ...] = DEFAULT_REWARDS
+    """Reward components combined by GDPO, in order; distinct names from :data:`REWARD_COMPONENTS`. The method is
+    ``[vote, self_certainty]``; single components are the baselines (``configs/preset/``)."""
+    ground_truth_reference: bool = False
+    """True only in the supervised reference (ground-truth GRPO, ``configs/preset/ground_truth_grpo.yaml``): the
+    config trains with verl's own trainer on ground-truth labels and the plugin's trainer is off. ``verl-rlif
+    check`` then validates that composition (and says that labels train) instead of rejecting it; the ``rlif``
+    trainer refuses to start with it."""
     vote: VoteConfig = field(default_factory=VoteConfig)
     self_certainty: SelfCertaintyConfig = field(default_factory=SelfCertaintyConfig)
     gdpo: GDPOConfig = field(default_factory=GDPOConfig)
@@ -224,6 +233,8 @@ class RLIFConfig:
     sandbox: SandboxConfig = field(default_factory=SandboxConfig)
 
     def __post_init__(self) -> None:
+        if not isinstance(self.ground_truth_reference, bool):
+            raise ValueError(f"rlif.ground_truth_reference={self.ground_truth_reference!r} must be true or false")
         object.__setattr__(self, "rewards", tuple(self.rewards))
         unknown = [r for r in self.rewards if r not in REWARD_COMPONENTS]
         if unknown or not self.rewards or len(set(self.rewards)) != len(self.rewards):

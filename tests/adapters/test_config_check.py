@@ -19,13 +19,77 @@ def composed(*overrides, name="rlif"):
         return compose(config_name=name, overrides=list(overrides))
 
 
-@pytest.mark.parametrize("name", ["rlif", "rlif_megatron"])
+BASES = ["rlif", "rlif_megatron"]  # complete configs that leave data, model and rollout engine to the user
+EXPERIMENTS = sorted(p.stem for p in CONFIGS.glob("*.yaml") if p.stem not in [*BASES, "rlif_plugin"])
+PRESETS = sorted(p.stem for p in (CONFIGS / "preset").glob("*.yaml"))
+
+
+def test_the_kit_ships_every_experiment_and_preset():
+    assert EXPERIMENTS == ["code_7b_fsdp", "math_32b_megatron", "math_70b_megatron", "math_7b_fsdp"]
+    assert PRESETS == ["entropy_only", "full", "ground_truth_grpo", "self_certainty_only", "vote_only"]
+
+
+def needs_code_extractor(name):
+    from verl_rlif.answers import EXTRACTORS
+
+    if name.startswith("code") and "code" not in EXTRACTORS:
+        pytest.skip("code configs need the `code` extractor (verl_rlif.answers.code, the sandbox issue)")
+
+
+@pytest.mark.parametrize("name", BASES)
 def test_shipped_configs_compose_and_pass(name, monkeypatch):
     monkeypatch.delenv("VERL_ENGINE_VENDOR", raising=False)
     config = composed(name=name)
     assert validate(config) == []
     verify_registered(config)
     assert config.actor_rollout_ref.actor.policy_loss.kl_cov_ratio == RLIFConfig().kl_cov.top_token_fraction
+
+
+@pytest.mark.parametrize("preset", PRESETS)
+@pytest.mark.parametrize("name", EXPERIMENTS)
+def test_every_experiment_and_preset_passes_the_check_command(name, preset, monkeypatch, capsys):
+    """`verl-rlif check` as a user runs it: the plugin's rules, registration, and verl's own validation."""
+    needs_code_extractor(name)
+    monkeypatch.delenv("VERL_ENGINE_VENDOR", raising=False)
+    assert main(["check", "--config-path", str(CONFIGS), "--config-name", name, f"preset={preset}"]) == 0
+    out = capsys.readouterr().out
+    assert f"{name} is valid" in out
+    # the supervised reference, and only it, is announced as training on labels
+    assert ("ground-truth labels ARE used for training" in out) == (preset == "ground_truth_grpo")
+
+
+@pytest.mark.parametrize("name", EXPERIMENTS)
+def test_presets_change_only_the_reward(name):
+    """Same data, model, rollout, optimiser, loss and steps in every preset: only reward-side keys differ."""
+    needs_code_extractor(name)
+
+    def flat(preset):
+        config = OmegaConf.to_container(composed(f"preset={preset}", name=name), resolve=False)
+        return dict(_leaves(config))
+
+    full = flat("full")
+    allowed = ("rlif.rewards", "rlif.gdpo.weights", "preset_name", "trainer.experiment_name")
+    reference = ("trainer.v1.trainer_mode", "algorithm.adv_estimator", "reward.", "rlif.ground_truth_reference")
+    for preset in PRESETS:
+        other = flat(preset)
+        changed = {k for k in full.keys() | other.keys() if full.get(k) != other.get(k)}
+        ok = allowed + (reference if preset == "ground_truth_grpo" else ())
+        assert all(k.startswith(ok) for k in changed), (preset, sorted(changed))
+        assert other["actor_rollout_ref.actor.policy_loss.loss_mode"] == "rlif_kl_cov"
+
+
+def _leaves(node, prefix=""):
+    if isinstance(node, dict):
+        for key, value in node.items():
+            yield from _leaves(value, f"{prefix}{key}.")
+    else:
+        yield prefix.rstrip("."), node
+
+
+def test_experiment_names_carry_the_preset():
+    config = composed("preset=vote_only", name="math_7b_fsdp")
+    assert config.trainer.experiment_name == "math_7b_fsdp_vote_only"
+    assert config.trainer.default_local_dir.endswith("verl-rlif/math_7b_fsdp_vote_only")
 
 
 def test_yaml_mirrors_the_dataclass_defaults():
@@ -71,6 +135,14 @@ def test_vote_only_baseline_needs_no_engine(monkeypatch):
     assert validate(config) == []
 
 
+def test_entropy_baseline_needs_the_old_log_prob_pass_but_no_engine(monkeypatch):
+    monkeypatch.delenv("VERL_ENGINE_VENDOR", raising=False)
+    entropy = ["rlif.rewards=[entropy]", "rlif.gdpo.weights=[1.0]", "~ray_kwargs.ray_init.runtime_env.env_vars"]
+    assert validate(composed(*entropy)) == []
+    with pytest.raises(ConfigError, match="computes entropy; set algorithm.rollout_correction.bypass_mode=false"):
+        validate(composed(*entropy, "algorithm.rollout_correction.bypass_mode=true"))
+
+
 def test_kl_cov_with_one_on_policy_update_warns():
     warnings = validate(composed("data.train_batch_size=32", "actor_rollout_ref.actor.ppo_mini_batch_size=32"))
     assert len(warnings) == 1 and "does nothing" in warnings[0] and "ppo_mini_batch_size" in warnings[0]
@@ -88,7 +160,7 @@ def test_missing_registration_names_component_and_fallback(monkeypatch):
 
 
 def test_check_command(capsys):
-    assert main(["check", "--config-path", str(CONFIGS)]) == 0
+    assert main(["check", "--config-path", str(CONFIGS), "actor_rollout_ref.rollout.name=vllm"]) == 0
     assert "rlif is valid" in capsys.readouterr().out
     assert main(["check", "--config-path", str(CONFIGS), "actor_rollout_ref.rollout.n=1"]) == 1
     assert "actor_rollout_ref.rollout.n>=2" in capsys.readouterr().err
@@ -115,3 +187,45 @@ def test_every_rlif_key_is_documented():
 
     missing = [key for key in keys(RLIFConfig, "rlif") if f"`{key}`" not in doc]
     assert not missing, f"document these in docs/configuration.md: {missing}"
+
+
+def test_check_runs_verls_own_validation_and_names_the_rollout_engine(capsys):
+    args = ["check", "--config-path", str(CONFIGS), "--config-name", "math_7b_fsdp"]
+    assert main([*args, "actor_rollout_ref.actor.use_dynamic_bsz=false"]) == 1
+    assert "ppo_micro_batch_size_per_gpu" in capsys.readouterr().err  # verl's message, before any Ray or GPU
+    assert main(["check", "--config-path", str(CONFIGS)]) == 1  # the base config leaves the engine to the user
+    assert "set actor_rollout_ref.rollout.name=vllm" in capsys.readouterr().err
+
+
+def test_check_warns_about_data_files_it_cannot_see(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("RLIF_DATA_DIR", str(tmp_path))
+    args = ["check", "--config-path", str(CONFIGS), "--config-name", "math_7b_fsdp"]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert f"{tmp_path}/math.parquet" in out and "verl-rlif prepare-data" in out
+    for name in ["math", "math500", "aime2024", "amc"]:
+        (tmp_path / f"{name}.parquet").write_bytes(b"")
+    assert main(args) == 0
+    assert "not found" not in capsys.readouterr().out
+
+
+def test_ground_truth_reference_must_not_use_the_plugins_trainer(monkeypatch):
+    monkeypatch.delenv("VERL_ENGINE_VENDOR", raising=False)
+    reference = ["preset=ground_truth_grpo"]
+    with pytest.raises(ConfigError, match="trainer.v1.trainer_mode='rlif' contradicts rlif.ground_truth_reference"):
+        validate(composed(*reference, "trainer.v1.trainer_mode=rlif", name="math_7b_fsdp"))
+    with pytest.raises(ConfigError, match="reward.reward_manager.name='rlif' contradicts"):
+        validate(composed(*reference, "reward.reward_manager.name=rlif", name="math_7b_fsdp"))
+    bad_path = "reward.custom_reward_function.path=pkg://verl_rlif.no_such_module"
+    with pytest.raises(ConfigError, match="no_such_module:compute_score cannot be loaded"):
+        verify_registered(composed(*reference, bad_path, name="math_7b_fsdp"))
+    # a label-free config with verl's trainer is still an error that names the fix, not a silent reference
+    with pytest.raises(ConfigError, match="set trainer.v1.trainer_mode=rlif"):
+        validate(composed("trainer.v1.trainer_mode=sync", name="math_7b_fsdp"))
+
+
+def test_the_rlif_trainer_refuses_the_ground_truth_reference():
+    from verl_rlif.adapters.trainer import RLIFTrainer
+
+    with pytest.raises(ConfigError, match="contradicts rlif.ground_truth_reference=true"):
+        RLIFTrainer(composed("preset=ground_truth_grpo", "trainer.v1.trainer_mode=rlif", name="math_7b_fsdp"))

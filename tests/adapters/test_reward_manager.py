@@ -1,37 +1,16 @@
 """Reward manager ``rlif``: verl's real registry and ``run_single`` on a real DataProto, offline tokenizer."""
 
-import numpy as np
 import pytest
-import torch
-from offline_tokenizer import build_tokenizer
+from offline_tokenizer import build_tokenizer, one_sample
 from omegaconf import OmegaConf
-from verl import DataProto
 from verl.experimental.reward_loop.reward_manager import get_reward_manager_cls
 
-from verl_rlif.adapters.reward_manager import RLIFRewardManager
-
-RESPONSE_LEN = 24
+from verl_rlif.adapters.reward_manager import NO_ANSWER_PRED, RLIFRewardManager
 
 
 @pytest.fixture(scope="module")
 def tokenizer():
     return build_tokenizer()
-
-
-def one_sample(tokenizer, response: str, ground_truth=None, data_source="math") -> DataProto:
-    """One trajectory shaped like verl's agent loop hands it to a reward worker (padded response)."""
-    prompt = torch.tensor([tokenizer.encode("Q:")])
-    ids = tokenizer.encode(response)[:RESPONSE_LEN]
-    responses = torch.full((1, RESPONSE_LEN), tokenizer.pad_token_id)
-    responses[0, : len(ids)] = torch.tensor(ids)
-    mask = torch.zeros(1, prompt.shape[1] + RESPONSE_LEN, dtype=torch.long)
-    mask[0, : prompt.shape[1] + len(ids)] = 1
-    non_tensor = {"data_source": np.array([data_source], dtype=object), "extra_info": np.array([{}], dtype=object)}
-    if ground_truth is not None:
-        non_tensor["reward_model"] = np.array([{"ground_truth": ground_truth}], dtype=object)
-    return DataProto.from_dict(
-        tensors={"prompts": prompt, "responses": responses, "attention_mask": mask}, non_tensors=non_tensor
-    )
 
 
 def run(manager, data):
@@ -55,7 +34,11 @@ def test_answer_key_and_monitoring_fields(tokenizer):
 def test_no_answer_and_no_ground_truth(tokenizer):
     manager = RLIFRewardManager(OmegaConf.create({}), tokenizer)
     out = run(manager, one_sample(tokenizer, "I think it is 42"))
-    assert out == {"reward_score": 0.0, "reward_extra_info": {"answer_key": "", "pred": "", "has_answer": 0.0}}
+    pred = out["reward_extra_info"].pop("pred")
+    assert out == {"reward_score": 0.0, "reward_extra_info": {"answer_key": "", "has_answer": 0.0}}
+    # no answer: a marker unique to the response, so answer-less responses never win verl's maj@N together
+    other = run(manager, one_sample(tokenizer, "I think it is 42"))["reward_extra_info"]["pred"]
+    assert pred.startswith(NO_ANSWER_PRED) and other.startswith(NO_ANSWER_PRED) and pred != other
 
 
 def test_reward_score_never_depends_on_ground_truth(tokenizer):

@@ -66,20 +66,25 @@ def put_batch(acc, seed=0, with_self_certainty=True):
         [torch.rand(n, generator=g) for n in lengths], layout=torch.jagged
     )
     # what the old-log-prob pass wrote: response-only old log-probs; our engine's full-sequence self_certainty
-    old = [-torch.rand(n, generator=g) for n in [t["response_len"] for t in batch.tags]]
-    fields = {"old_log_probs": torch.nested.as_nested_tensor(old, layout=torch.jagged)}
+    response_lengths = [t["response_len"] for t in batch.tags]
+    old = [-torch.rand(n, generator=g) for n in response_lengths]
+    entropy = [3 * torch.rand(n, generator=g) for n in response_lengths]  # verl stores it response-only
+    fields = {
+        "old_log_probs": torch.nested.as_nested_tensor(old, layout=torch.jagged),
+        "entropy": torch.nested.as_nested_tensor(entropy, layout=torch.jagged),
+    }
     if with_self_certainty:
         fields["self_certainty"] = nested()
     tq.kv_batch_put(keys=batch.keys, partition_id=PARTITION, fields=TensorDict(fields, batch_size=len(lengths)))
     return batch
 
 
-def make_trainer():
+def make_trainer(rlif=None):
     trainer = RLIFTrainer.__new__(RLIFTrainer)
     trainer.config = OmegaConf.create(
         {"algorithm": {"rollout_correction": {"rollout_is": None, "rollout_rs": None, "bypass_mode": False}}}
     )
-    trainer.rlif = RLIFConfig()
+    trainer.rlif = rlif or RLIFConfig()
     return trainer
 
 
@@ -132,6 +137,24 @@ def test_changing_ground_truth_changes_no_advantage(transfer_queue):
         results.append(fetch(batch, "advantages", "rm_scores"))
     assert torch.equal(results[0]["advantages"], results[1]["advantages"])
     assert torch.equal(results[0]["rm_scores"], results[1]["rm_scores"])
+
+
+def test_entropy_baseline_reads_verls_entropy_field(transfer_queue):
+    acc = [None] * 8
+    batch = put_batch(acc, seed=4, with_self_certainty=False)  # no engine of ours: verl's entropy suffices
+    config = RLIFConfig.from_mapping({"rewards": ["entropy"], "gdpo": {"weights": [1.0]}})
+    metrics = {}
+    make_trainer(config)._compute_advantage(batch, metrics)
+    out = fetch(batch, "advantages", "rm_scores", "entropy", "response_mask")
+    mask = out["response_mask"][:8]
+    want = rlif_step(UIDS, KEYS, None, mask, config, token_entropy=out["entropy"][:8], correct=acc)
+    for i in range(8):
+        assert torch.allclose(out["advantages"][i, : RESPONSE_LENS[i]], want.advantages[i].expand(RESPONSE_LENS[i]))
+        mean_entropy = out["entropy"][i, : RESPONSE_LENS[i]].mean()
+        assert out["rm_scores"][i, RESPONSE_LENS[i] - 1] == pytest.approx(-mean_entropy.item(), rel=1e-5)
+    assert out["advantages"][8:].abs().sum() == 0
+    assert metrics["rlif/entropy/mean"] == pytest.approx(want.metrics["rlif/entropy/mean"])
+    assert "rlif/self_certainty/mean" not in metrics
 
 
 def test_missing_self_certainty_names_the_cause(transfer_queue):

@@ -78,3 +78,22 @@ def test_extension_points():
     assert "vendor" in inspect.signature(EngineRegistry.register).parameters
     assert params(RewardManagerBase.run_single) == ["self", "data"]
     assert {"dp_size", "batch_num_tokens", "global_batch_size"} <= set(inspect.signature(agg_loss).parameters)
+
+
+def test_old_log_prob_pass_stores_entropy_for_the_entropy_baseline():
+    from verl.trainer.ppo.v1.trainer_base import PPOTrainer
+
+    source = inspect.getsource(PPOTrainer._compute_old_log_prob)
+    assert '"calculate_entropy": True' in source  # verl asks the actor for entropy in every old-log-prob pass
+    assert 'data["entropy"] = response_from_nested(' in source  # and stores it response-only under "entropy"
+
+
+def test_validation_reads_acc_and_pred_from_reward_extra_info():
+    from verl.trainer.ppo.metric_utils import process_validation_metrics
+    from verl.trainer.ppo.v1.trainer_base import PPOTrainer
+
+    assert 'extra_field.get("reward_extra_info"' in inspect.getsource(PPOTrainer._validate)
+    assert 'core_var = "acc" if "acc" in var2metric2val else "reward"' in inspect.getsource(
+        PPOTrainer._val_metrics_update
+    )
+    assert 'var2vals.get("pred")' in inspect.getsource(process_validation_metrics)  # maj@N votes on pred

@@ -71,3 +71,32 @@ def test_ground_truth_never_reaches_advantages():
     for step in steps[1:]:
         assert torch.equal(step.advantages, steps[0].advantages)
         assert torch.equal(step.combined_reward, steps[0].combined_reward)
+
+
+def test_entropy_baseline_rewards_minus_mean_token_entropy():
+    token_entropy, mask = batch(seed=3)
+    config = RLIFConfig.from_mapping({"rewards": ["entropy"], "gdpo": {"weights": [1.0]}})
+    step = rlif_step(UIDS, KEYS, None, mask, config, token_entropy=token_entropy)
+    # hand check on row 0: the reward is minus the mean entropy of its valid tokens
+    row0 = token_entropy[0, mask[0].bool()].mean()
+    assert step.rewards[0, 0].item() == pytest.approx(-row0.item())
+    mean_entropy = sequence_self_certainty(token_entropy, mask)  # the same masked mean per row
+    torch.testing.assert_close(step.rewards[:, 0], -mean_entropy)
+    want = gdpo_advantages(-mean_entropy.unsqueeze(1), UIDS, config.gdpo).advantages
+    torch.testing.assert_close(step.advantages, want)
+    # the most certain (lowest-entropy) response of each group gets the largest advantage
+    for group in (slice(0, 4), slice(4, 8)):
+        assert step.advantages[group].argmax() == mean_entropy[group].argmin()
+    assert step.metrics["rlif/entropy/mean"] == pytest.approx(mean_entropy.mean().item())  # logged unsigned (nats)
+    assert "rlif/majority_ratio/mean" in step.metrics  # the vote monitors still run in every baseline
+    with pytest.raises(ValueError, match="no per-token entropy"):
+        rlif_step(UIDS, KEYS, None, mask, config)
+
+
+def test_entropy_values_under_the_mask_only():
+    token_entropy, mask = batch(seed=4)
+    config = RLIFConfig.from_mapping({"rewards": ["vote", "entropy"]})
+    noisy = torch.where(mask.bool(), token_entropy, torch.nan)  # padding may hold anything
+    clean = rlif_step(UIDS, KEYS, None, mask, config, token_entropy=token_entropy * mask)
+    noisy_step = rlif_step(UIDS, KEYS, None, mask, config, token_entropy=noisy)
+    torch.testing.assert_close(noisy_step.advantages, clean.advantages)

@@ -16,6 +16,8 @@ from verl_rlif.config import RLIFConfig
 
 ENGINE_VENDOR = "rlif"
 ENGINE_VENDOR_KEY = "ray_kwargs.ray_init.runtime_env.env_vars.VERL_ENGINE_VENDOR"
+REFERENCE_REWARD_KEY = "reward.custom_reward_function"
+REFERENCE_REWARD_PATH = "pkg://verl_rlif.adapters.ground_truth_reward"
 
 
 class ConfigError(ValueError):
@@ -57,11 +59,15 @@ def _switch_problems(config: DictConfig, rlif: RLIFConfig) -> list[str]:
             "algorithm.filter_groups.enable=true filters groups on reward-manager scores before the vote (with a "
             "ground-truth reward that leaks labels into training): set algorithm.filter_groups.enable=false"
         )
-    n = _get(config, "actor_rollout_ref.rollout.n", 1)
-    if n < 2:
-        problems.append(f"actor_rollout_ref.rollout.n={n}: a vote needs a group; set actor_rollout_ref.rollout.n>=2")
+    problems.extend(_group_problem(config))
     if "self_certainty" in rlif.rewards:
         problems.extend(_self_certainty_problems(config))
+    token_rewards = [name for name in rlif.rewards if name in ("self_certainty", "entropy")]
+    if token_rewards and _get(config, "algorithm.rollout_correction.bypass_mode", False):
+        problems.append(
+            f"algorithm.rollout_correction.bypass_mode=true skips the old-log-prob forward pass that computes "
+            f"{' and '.join(token_rewards)}; set algorithm.rollout_correction.bypass_mode=false"
+        )
     return problems
 
 
@@ -74,11 +80,6 @@ def _self_certainty_problems(config: DictConfig) -> list[str]:
         problems.append(
             "actor_rollout_ref.model.use_fused_kernels=true: fused kernels never materialise the logits that "
             "self-certainty is computed from; set actor_rollout_ref.model.use_fused_kernels=false"
-        )
-    if _get(config, "algorithm.rollout_correction.bypass_mode", False):
-        problems.append(
-            "algorithm.rollout_correction.bypass_mode=true skips the old-log-prob forward pass that computes "
-            "self-certainty; set algorithm.rollout_correction.bypass_mode=false"
         )
     return problems
 
@@ -104,16 +105,59 @@ def _warnings(config: DictConfig) -> list[str]:
     return warnings
 
 
+def _group_problem(config: DictConfig) -> list[str]:
+    n = _get(config, "actor_rollout_ref.rollout.n", 1)
+    if n < 2:
+        return [f"actor_rollout_ref.rollout.n={n}: a vote needs a group; set actor_rollout_ref.rollout.n>=2"]
+    return []
+
+
+def _reference_problems(config: DictConfig) -> list[str]:
+    """The supervised reference must train with verl's own trainer, estimator and a ground-truth reward."""
+    plugin_parts = [
+        ("trainer.v1.trainer_mode", "rlif", "sync"),
+        ("algorithm.adv_estimator", "rlif_gdpo", "grpo"),
+        ("reward.reward_manager.name", "rlif", "naive"),
+    ]
+    problems = [
+        f"{key}={mine!r} contradicts rlif.ground_truth_reference=true (the plugin's part never trains on labels); "
+        f"set {key}={verl}, or rlif.ground_truth_reference=false for a label-free run"
+        for key, mine, verl in plugin_parts
+        if _get(config, key) == mine
+    ]
+    return problems + _group_problem(config)
+
+
+def _reference_warnings(config: DictConfig) -> list[str]:
+    path = _get(config, f"{REFERENCE_REWARD_KEY}.path")
+    notice = (
+        "rlif.ground_truth_reference=true: this is the SUPERVISED reference. verl-rlif's trainer is off and "
+        f"ground-truth labels ARE used for training (reward: {path or 'verl default_compute_score'})"
+    )
+    warnings = [notice]
+    if not path:
+        warnings.append(
+            "verl's default_compute_score dispatches on data_source names verl knows; for data from "
+            f"`verl-rlif prepare-data` set {REFERENCE_REWARD_KEY}.path={REFERENCE_REWARD_PATH} (the preset does)"
+        )
+    return warnings + _warnings(config)
+
+
 def validate(config: DictConfig) -> list[str]:
-    """Raise :class:`ConfigError` listing every problem; return the warnings."""
+    """Raise :class:`ConfigError` listing every problem; return the warnings.
+
+    With ``rlif.ground_truth_reference=true`` the config is the supervised reference instead: it must NOT use the
+    plugin's trainer, estimator or reward manager, and the first warning says that labels are used for training.
+    """
     try:
         rlif = RLIFConfig.from_training_config(config)
     except ValueError as exc:
         raise ConfigError(f"verl-rlif config is invalid:\n  - {exc}") from None
-    problems = _switch_problems(config, rlif)
+    reference = rlif.ground_truth_reference
+    problems = _reference_problems(config) if reference else _switch_problems(config, rlif)
     if problems:
         raise ConfigError("verl-rlif config is invalid:\n" + "\n".join(f"  - {p}" for p in problems))
-    return _warnings(config)
+    return _reference_warnings(config) if reference else _warnings(config)
 
 
 def _registered(lookup: Callable[[str], object], name: str) -> bool:
@@ -134,17 +178,32 @@ def _why_missing(module: str) -> str:
     return f"{module} was never imported: is verl-rlif installed in this environment?"
 
 
+def _custom_reward_problem(config: DictConfig) -> str | None:
+    path, name = _get(config, f"{REFERENCE_REWARD_KEY}.path"), _get(config, f"{REFERENCE_REWARD_KEY}.name")
+    if not path:
+        return None
+    from verl.utils.import_utils import load_extern_object
+
+    try:
+        load_extern_object(path, name)
+    except Exception as exc:
+        return f"{REFERENCE_REWARD_KEY} {path}:{name} cannot be loaded ({type(exc).__name__}: {exc})"
+    return None
+
+
 def verify_registered(config: DictConfig) -> None:
     """Raise naming every component this process should have registered but has not, and why."""
     from verl.experimental.reward_loop.reward_manager import get_reward_manager_cls
     from verl.trainer.ppo.core_algos import get_adv_estimator_fn, get_policy_loss_fn
     from verl.trainer.ppo.v1 import get_trainer_cls
 
-    needed = [
-        ("trainer mode", get_trainer_cls, "rlif", "verl_rlif.adapters.trainer"),
-        ("advantage estimator", get_adv_estimator_fn, "rlif_gdpo", "verl_rlif.adapters.advantage"),
-        ("reward manager", get_reward_manager_cls, "rlif", "verl_rlif.adapters.reward_manager"),
-    ]
+    needed = []
+    if not RLIFConfig.from_training_config(config).ground_truth_reference:
+        needed += [
+            ("trainer mode", get_trainer_cls, "rlif", "verl_rlif.adapters.trainer"),
+            ("advantage estimator", get_adv_estimator_fn, "rlif_gdpo", "verl_rlif.adapters.advantage"),
+            ("reward manager", get_reward_manager_cls, "rlif", "verl_rlif.adapters.reward_manager"),
+        ]
     if _get(config, "actor_rollout_ref.actor.policy_loss.loss_mode") == "rlif_kl_cov":
         needed.append(("policy loss", get_policy_loss_fn, "rlif_kl_cov", "verl_rlif.adapters.policy_loss"))
     missing = [
@@ -152,6 +211,9 @@ def verify_registered(config: DictConfig) -> None:
         for kind, lookup, name, module in needed
         if not _registered(lookup, name)
     ]
+    reward_fn = _custom_reward_problem(config)
+    if reward_fn:
+        missing.append(reward_fn)
     if missing:
         raise ConfigError(
             "verl-rlif components are not registered in this process:\n"
@@ -159,3 +221,44 @@ def verify_registered(config: DictConfig) -> None:
             + "\nverl loads plugins through the 'verl.plugins' entry point (check VERL_USE_EXTERNAL_PLUGINS is not "
             "'none'); the fallback is VERL_USE_EXTERNAL_MODULES=verl_rlif.register"
         )
+
+
+def verl_validate(config: DictConfig) -> None:
+    """Run verl's own config validation, the first thing ``main_ppo`` does before Ray starts; raise
+    :class:`ConfigError` with its message (batch sizes that do not divide, missing micro-batch sizes, ...)."""
+    import contextlib
+    import io
+
+    from verl.trainer.ppo.utils import need_critic, need_reference_policy
+    from verl.utils.config import validate_config
+
+    if OmegaConf.is_missing(config.actor_rollout_ref.rollout, "name"):
+        raise ConfigError(
+            "verl's config is incomplete:\n  - actor_rollout_ref.rollout.name is not set (verl has no default): "
+            "set actor_rollout_ref.rollout.name=vllm (or sglang)"
+        )
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):  # verl prints a success line and notices
+            validate_config(config, need_reference_policy(config), need_critic(config))
+    except Exception as exc:
+        cause = exc.__cause__ or exc  # Hydra wraps the dataclass's own assertion
+        raise ConfigError(f"verl's own validation (main_ppo runs it before starting Ray) fails:\n  - {cause}") from None
+
+
+def data_file_warnings(config: DictConfig) -> list[str]:
+    """Data files that do not exist here (``verl-rlif check`` runs where the job starts: paths must resolve there)."""
+    warnings = []
+    for key in ("data.train_files", "data.val_files"):
+        try:
+            value = OmegaConf.select(config, key)
+        except Exception as exc:  # an interpolation that cannot resolve, e.g. an unset environment variable
+            warnings.append(f"{key} cannot be resolved: {exc}")
+            continue
+        files = [value] if isinstance(value, str) else list(value or [])
+        missing = [f for f in files if not os.path.exists(os.path.expanduser(f))]
+        if missing:
+            warnings.append(
+                f"{key}: {missing} not found from {os.getcwd()}; write them with `verl-rlif prepare-data` "
+                f"(docs/replication.md) or point RLIF_DATA_DIR at them"
+            )
+    return warnings

@@ -8,10 +8,12 @@ Per sample it returns ``reward_score = 0.0`` (the training reward is computed la
 truth) and ``reward_extra_info`` with a fixed key set:
 
 * ``answer_key``: canonical answer key as a string, ``""`` for no answer (the vote ignores it);
-* ``pred``: the same key, which verl's validation turns into ``maj@N`` metrics;
+* ``pred``: the same key, which verl's validation turns into ``maj@N`` metrics; for no answer a marker unique to
+  the response (``<no answer:...>``), so answer-less responses never form a majority there, as in the vote;
 * ``has_answer``: 1.0 / 0.0;
 * ``acc`` (only when the sample has ``reward_model.ground_truth``): 1.0 if the key equals the ground truth's
-  key. Monitoring only: the trainer never reads it for advantages.
+  key. Monitoring only: the trainer never reads it for advantages. verl's validation reports it as pass@1
+  (``val-core/<data_source>/acc/mean@N``) and, with ``pred``, majority-vote accuracy (``acc/maj@N/mean``).
 
 Extraction runs in the event loop's thread pool, so verl's concurrent ``run_single`` calls execute programs of
 the ``code`` extractor in parallel (``verl_rlif.sandbox`` is thread-safe). With a ``code`` extractor configured,
@@ -23,6 +25,7 @@ Select with ``reward.reward_manager.name=rlif`` (``configs/rlif.yaml`` does).
 from __future__ import annotations
 
 import logging
+import uuid
 from typing import Any
 
 from verl import DataProto
@@ -36,6 +39,9 @@ from verl_rlif.config import RLIFConfig
 logger = logging.getLogger(__name__)
 
 NAME = "rlif"
+NO_ANSWER_PRED = "<no answer:"
+"""Prefix of the ``pred`` of a response without an answer. verl's ``maj@N`` counts equal ``pred`` strings, so one
+shared value ("") would let answer-less responses outvote a real answer; a unique marker per response cannot."""
 
 
 def answer_info(
@@ -49,7 +55,8 @@ def answer_info(
         logger.debug("answer extraction failed for data_source=%s", data_source, exc_info=True)
         key = None
     key_str = "" if key is None else str(key)
-    info = {"answer_key": key_str, "pred": key_str, "has_answer": float(key is not None)}
+    pred = key_str if key is not None else f"{NO_ANSWER_PRED}{uuid.uuid4().hex}>"
+    info = {"answer_key": key_str, "pred": pred, "has_answer": float(key is not None)}
     if ground_truth is not None:
         truth = extractor.canonical(str(ground_truth))
         info["acc"] = float(key is not None and truth is not None and key_str == str(truth))

@@ -10,14 +10,15 @@ Selected by ``trainer.v1.trainer_mode=rlif``. It changes four steps of ``PPOTrai
 * ``_compute_ref_log_prob``: forces the flag off (the reference pass writes its outputs under the same keys);
 * ``_compute_advantage``: fetches uids, answer keys (from the reward manager's ``reward_extra_info``) and
   self-certainty, optionally merges equivalent keys within each group, runs ``verl_rlif.core.step.rlif_step``
-  (vote + self-certainty -> GDPO), and writes
+  (vote + self-certainty, or the entropy baseline from verl's own ``entropy`` field, -> GDPO), and writes
   ``advantages``, ``returns`` and the combined label-free reward (``rm_scores``, ``token_level_rewards``).
   Ground truth reaches only the ``rlif/*_acc`` monitors. verl's padding rows (tag ``is_padding``) take no
   part. Rollout correction (IS weights) is applied exactly as verl's own step does.
 
 verl internals relied on (pinned verl==0.9.1; docs/how-it-plugs-into-verl.md): the private ``_compute_*``
 step methods and ``_build_replay_buffer``, ``batch.extra_info``/``batch.tags`` of ``KVBatchMeta``, and the
-TransferQueue field names ``uid``, ``response_mask``, ``extra_fields``, ``old_log_probs``, ``rollout_log_probs``.
+TransferQueue field names ``uid``, ``response_mask``, ``extra_fields``, ``old_log_probs``, ``rollout_log_probs``,
+``entropy``.
 """
 
 from __future__ import annotations
@@ -43,6 +44,8 @@ from verl_rlif.core.step import RLIFStep, rlif_step
 logger = logging.getLogger(__name__)
 
 NAME = "rlif"
+ENTROPY_KEY = "entropy"
+"""TransferQueue field verl's ``_compute_old_log_prob`` writes (per response token, nats) on every step."""
 MISSING_SELF_CERTAINTY = (
     "the actor returned no self_certainty: VERL_ENGINE_VENDOR=rlif did not reach the Ray workers, or "
     "actor_rollout_ref.actor.strategy selects an engine verl-rlif does not extend (supported: fsdp, fsdp2, megatron)"
@@ -117,13 +120,18 @@ class RLIFTrainer(PPOTrainerSync):
         fields = ["uid", "response_mask", "extra_fields", "old_log_probs", "rollout_log_probs"]
         if self._uses_self_certainty:
             fields.append(OUTPUT_KEY)
+        uses_entropy = "entropy" in self.rlif.rewards
+        if uses_entropy:
+            fields.append(ENTROPY_KEY)
         data = tq.kv_batch_get(keys=batch.keys, partition_id=batch.partition_id, select_fields=fields)
         if self._uses_self_certainty and OUTPUT_KEY not in data.keys():
             raise RuntimeError(MISSING_SELF_CERTAINTY)
         response_mask = data["response_mask"]  # nested, response-only
-        token_sc = None
+        token_sc = token_entropy = None
         if self._uses_self_certainty:
             token_sc = response_from_nested(data.pop(OUTPUT_KEY), response_mask).to_padded_tensor(0.0)
+        if uses_entropy:  # verl's old-log-prob step stores it response-only already
+            token_entropy = data.pop(ENTROPY_KEY).to_padded_tensor(0.0)
         infos = reward_extra_infos(data.pop("extra_fields"))
         include = torch.tensor([not tag.get("is_padding", False) for tag in batch.tags])
 
@@ -141,6 +149,7 @@ class RLIFTrainer(PPOTrainerSync):
             config=self.rlif,
             include=include,
             correct=[info.get("acc") if inc else None for info, inc in zip(infos, include.tolist(), strict=True)],
+            token_entropy=token_entropy,
         )
         metrics.update(step.metrics)
         output = self._advantage_fields(step, padded, mask, metrics)

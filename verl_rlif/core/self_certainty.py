@@ -252,6 +252,14 @@ def sequence_self_certainty(token_sc: torch.Tensor, response_mask: torch.Tensor)
     Returns:
         ``[B]`` fp32.
     """
-    mask = response_mask.bool()
-    total = torch.where(mask, token_sc.float(), 0.0).sum(dim=-1)
+    return masked_row_mean(token_sc, response_mask)
+
+
+def masked_row_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """``[B, T]`` values, ``[B, T]`` bool or 0/1 mask -> ``[B]`` fp32 mean over each row's masked positions.
+
+    0 for a row without masked positions; values outside the mask are ignored even if they are NaN.
+    """
+    mask = mask.bool()
+    total = torch.where(mask, values.float(), 0.0).sum(dim=-1)
     return total / mask.sum(dim=-1).clamp(min=1)

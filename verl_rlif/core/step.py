@@ -1,4 +1,4 @@
-"""One RLIF advantage step over a batch: vote + sequence self-certainty -> GDPO, plus the collapse monitors.
+"""One RLIF advantage step over a batch: vote + sequence self-certainty (or entropy) -> GDPO, plus the monitors.
 
 This is everything the ``rlif`` trainer computes at advantage time, as one pure function, so it is tested
 without verl. Ground truth (``correct``) enters only the monitoring metrics, never a reward or an advantage
@@ -14,8 +14,12 @@ import torch
 
 from ..config import RLIFConfig
 from .gdpo import gdpo_advantages
-from .self_certainty import sequence_self_certainty
+from .self_certainty import masked_row_mean
 from .voting import VoteResult, cluster_vote
+
+TOKEN_REWARD_SIGNS = {"self_certainty": 1.0, "entropy": -1.0}
+"""Components that are a sign times the masked mean of a per-token quantity over the response: self-certainty is
+rewarded (Intuitor), entropy penalised (RENT). Their metrics log the unsigned mean (nats)."""
 
 
 @dataclass(frozen=True)
@@ -66,6 +70,7 @@ def rlif_step(
     config: RLIFConfig,
     include: torch.Tensor | None = None,
     correct: Sequence[float | None] | None = None,
+    token_entropy: torch.Tensor | None = None,
 ) -> RLIFStep:
     """Rewards, advantages and metrics for one batch.
 
@@ -78,6 +83,8 @@ def rlif_step(
         config: the plugin settings.
         include: ``[N]`` bool; rows outside it (verl's padding rows) take no part and get zeros.
         correct: ``[N]`` 1.0/0.0 ground-truth correctness or None per response; metrics only.
+        token_entropy: ``[N, T]`` per-token entropy of the policy (nats) over the response tokens (needed when
+            ``"entropy" in config.rewards``; the reward is minus its masked mean, RENT).
 
     Returns:
         :class:`RLIFStep`.
@@ -96,12 +103,16 @@ def rlif_step(
         "rlif/clusters_per_group/mean": vote.num_clusters.float().mean().item(),
         "rlif/answer_rate/mean": vote.answer_rate.mean().item(),
     }
-    if "self_certainty" in config.rewards:
-        if token_self_certainty is None:
-            raise ValueError("rlif.rewards includes self_certainty but no per-token self-certainty was given")
-        sc = sequence_self_certainty(token_self_certainty[include.to(token_self_certainty.device)], mask).cpu()
-        components["self_certainty"] = sc
-        metrics.update(_mean_std("rlif/self_certainty", sc))
+    per_token = {"self_certainty": token_self_certainty, "entropy": token_entropy}
+    for name in config.rewards:
+        if name not in TOKEN_REWARD_SIGNS:
+            continue
+        tokens = per_token[name]
+        if tokens is None:
+            raise ValueError(f"rlif.rewards includes {name} but no per-token {name.replace('_', '-')} was given")
+        sequence = masked_row_mean(tokens[include.to(tokens.device)], mask).cpu()
+        components[name] = TOKEN_REWARD_SIGNS[name] * sequence
+        metrics.update(_mean_std(f"rlif/{name}", sequence))
 
     rewards = torch.stack([components[name] for name in config.rewards], dim=1)
     gdpo = gdpo_advantages(rewards, pick(group_ids), config.gdpo, response_mask=mask.cpu())

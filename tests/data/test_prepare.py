@@ -1,0 +1,292 @@
+"""``verl-rlif prepare-data`` on small fixture files in each dataset's real column layout (tests/data/fixtures)."""
+
+import base64
+import json
+import pickle
+import zlib
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from verl_rlif.answers import get_extractor
+from verl_rlif.cli import main
+from verl_rlif.data import SOURCES, DataError, prepare
+from verl_rlif.data.code_tests import decode_test_cases, parse_asserts
+from verl_rlif.data.sources import MATH_INSTRUCTION
+
+FIXTURES = Path(__file__).parent / "fixtures"
+INPUT = {
+    "math": FIXTURES / "MATH",  # the original release: a directory tree with one JSON object per problem
+    **{name: FIXTURES / f"{name}.jsonl" for name in SOURCES if name != "math"},
+}
+
+
+def rows(name, tmp_path, **kwargs):
+    out = tmp_path / f"{name}.parquet"
+    summary = prepare(name, inputs=[str(INPUT[name])], output=str(out), **kwargs)
+    frame = pd.read_parquet(out)
+    assert len(frame) == summary.rows
+    return frame.to_dict(orient="records"), summary
+
+
+def test_every_dataset_has_a_fixture():
+    assert sorted(INPUT) == sorted(SOURCES) and all(path.exists() for path in INPUT.values())
+
+
+@pytest.mark.parametrize(
+    "name, truths",
+    [
+        ("math", ["2", "2", "9\\pi"]),  # the last \boxed{} of each solution
+        ("math500", ["\\frac{5}{6}", "\\left( 3, \\frac{\\pi}{2} \\right)"]),
+        ("gsm8k", ["72", "2400"]),  # after '####', thousands separator removed
+        ("aime2024", ["204", "25"]),  # Problem/Answer columns, integer answers
+        ("aime2025", ["70"]),  # question/answer columns
+        ("amc", ["25", "1.5"]),  # float answers: 25.0 -> "25"
+        ("dapo_math_17k", ["1", "9"]),  # one duplicated row dropped
+    ],
+)
+def test_math_datasets(name, truths, tmp_path):
+    records, _ = rows(name, tmp_path)
+    assert [r["reward_model"]["ground_truth"] for r in records] == truths
+    for index, record in enumerate(records):
+        assert record["data_source"] == name and record["ability"] == "math"
+        (message,) = record["prompt"]
+        assert message["role"] == "user" and message["content"].endswith(MATH_INSTRUCTION)
+        assert "Answer: $Answer" not in message["content"]  # DAPO's own answer format is replaced by ours
+        assert record["extra_info"]["index"] == index and record["extra_info"]["split"] == SOURCES[name].default_split
+        # every ground truth is an answer the math extractor can key (the acc monitor compares keys)
+        assert get_extractor("math").canonical(record["reward_model"]["ground_truth"]) is not None
+
+
+def test_dapo_duplicates_are_dropped(tmp_path):
+    _, summary = rows("dapo_math_17k", tmp_path)
+    assert summary.duplicates == 1 and summary.rows == 2
+
+
+def code_rows(name, tmp_path, **kwargs):
+    records, summary = rows(name, tmp_path, **kwargs)
+    for record in records:
+        assert record["ability"] == "code"
+        extra, truth = record["extra_info"], json.loads(record["reward_model"]["ground_truth"])
+        assert sorted(extra) == ["fn_name", "id", "index", "inputs", "split"]  # no expected outputs here
+        assert json.loads(extra["inputs"]) == truth["inputs"]
+        assert (extra["fn_name"] or None) == truth["fn_name"]
+        assert len(truth["outputs"]) == len(truth["inputs"])
+    return records, summary
+
+
+def test_livecodebench_stdin_and_functional_with_private_tests(tmp_path):
+    records, _ = code_rows("livecodebench", tmp_path)
+    stdin, functional, _ = records
+    assert json.loads(stdin["extra_info"]["inputs"]) == ["1 2\n", "10 20\n", "-5 5\n"]  # public, then private
+    assert json.loads(stdin["reward_model"]["ground_truth"])["outputs"] == ["3\n", "30\n", "0\n"]
+    assert stdin["extra_info"]["fn_name"] == "" and "standard input" in stdin["prompt"][0]["content"]
+    assert functional["extra_info"]["fn_name"] == "maxSum"
+    assert json.loads(functional["extra_info"]["inputs"]) == ["[1, 5, 2]", "[7]"]  # one JSON value per line
+    assert json.loads(functional["reward_model"]["ground_truth"])["outputs"] == [5, 7]
+    assert "class Solution:" in functional["prompt"][0]["content"]
+
+
+def test_livecodebench_date_window(tmp_path):
+    records, summary = code_rows("livecodebench", tmp_path, until="2024-08-01")
+    assert [r["extra_info"]["id"] for r in records] == ["abc001_a"] and summary.not_selected == 2
+    records, _ = code_rows("livecodebench", tmp_path, since="2024-08-01")
+    assert [r["extra_info"]["id"] for r in records] == ["3001", "abc002_b"]
+
+
+def test_livecodebench_max_tests(tmp_path):
+    records, _ = code_rows("livecodebench", tmp_path, max_tests=1)
+    assert all(len(json.loads(r["extra_info"]["inputs"])) == 1 for r in records)
+
+
+def test_mbpp_splits_and_literal_asserts(tmp_path):
+    records, summary = code_rows("mbpp", tmp_path)  # default split: test (task_id 11..510)
+    assert [r["extra_info"]["id"] for r in records] == ["11", "12"] and summary.not_selected == 1
+    first = records[0]
+    assert json.loads(first["extra_info"]["inputs"]) == [["hello", "l"], ["abcda", "a"], ["PHP", "P"]]
+    assert json.loads(first["reward_model"]["ground_truth"])["outputs"] == ["heo", "bcd", "H"]
+    # the prompt shows how the function is called, never an expected output
+    assert "remove_Occ('hello', 'l')" in first["prompt"][0]["content"] and "heo" not in first["prompt"][0]["content"]
+    assert summary.skipped_tests == 1  # set(similar_elements(...)) == set(...) is not a literal call
+    records, _ = code_rows("mbpp", tmp_path, split="train")
+    assert [r["extra_info"]["id"] for r in records] == ["601"]
+
+
+def test_humaneval(tmp_path):
+    (record,), summary = code_rows("humaneval", tmp_path)
+    assert record["extra_info"]["fn_name"] == "has_close_elements"
+    assert json.loads(record["reward_model"]["ground_truth"])["outputs"] == [True, False]
+    assert summary.skipped_tests == 1  # abs(candidate(...) - 0) < 1e-6
+    assert "def has_close_elements" in record["prompt"][0]["content"]
+
+
+def test_code_rows_match_the_code_extractors_schema(tmp_path):
+    code = pytest.importorskip("verl_rlif.answers.code", reason="the code extractor arrives with the sandbox issue")
+    for name in ("livecodebench", "mbpp", "humaneval"):
+        records, _ = code_rows(name, tmp_path)
+        for record in records:
+            assert code.program_inputs(record["extra_info"]) is not None, (name, record["extra_info"])
+
+
+def test_output_loads_in_verls_dataset(tmp_path):
+    from offline_tokenizer import build_tokenizer
+    from omegaconf import OmegaConf
+    from verl.utils.dataset.rl_dataset import RLHFDataset
+
+    out = tmp_path / "mbpp.parquet"
+    prepare("mbpp", inputs=[str(INPUT["mbpp"])], output=str(out))
+    config = OmegaConf.create({"prompt_key": "prompt", "max_prompt_length": 512, "filter_overlong_prompts": False})
+    item = RLHFDataset(data_files=[str(out)], tokenizer=build_tokenizer(), config=config)[0]
+    assert item["raw_prompt"][0]["content"].startswith("Write a python function")
+    assert item["data_source"] == "mbpp" and item["index"] == 0
+    assert json.loads(item["extra_info"]["inputs"])[0] == ["hello", "l"]
+    assert json.loads(item["reward_model"]["ground_truth"])["outputs"][0] == "heo"
+
+
+def test_parquet_nulls_are_missing_values(tmp_path):
+    path = tmp_path / "amc.parquet"
+    pd.DataFrame({"problem": ["p1", "p2"], "answer": [3.0, float("nan")]}).to_parquet(path)
+    with pytest.raises(DataError, match="amc.parquet, row 2: missing column 'answer'"):
+        prepare("amc", inputs=[str(path)], output=str(tmp_path / "out.parquet"))
+
+
+def test_parquet_input_with_nested_columns(tmp_path):
+    source = [json.loads(line) for line in INPUT["dapo_math_17k"].read_text().splitlines()]
+    path = tmp_path / "dapo.parquet"
+    pd.DataFrame(source).to_parquet(path)  # prompt: list of structs, reward_model: struct (the hub layout)
+    summary = prepare("dapo_math_17k", inputs=[str(path)], output=str(tmp_path / "out.parquet"))
+    assert summary.rows == 2
+
+
+# ---------------------------------------------------------------- errors name the file and the row
+
+
+def write(tmp_path, name, lines):
+    path = tmp_path / name
+    path.write_text("".join(line + "\n" for line in lines))
+    return str(path)
+
+
+def test_missing_column_names_file_line_and_accepted_names(tmp_path):
+    path = write(tmp_path, "bad.jsonl", ['{"problem": "1+1?", "answer": "2"}', '{"question_text": "2+2?"}'])
+    with pytest.raises(DataError) as error:
+        prepare("math500", inputs=[path], output=str(tmp_path / "out.parquet"))
+    message = str(error.value)
+    assert f"{path}, line 2" in message and "missing column 'problem' (accepted: problem, Problem, question)" in message
+    assert "the row has: ['question_text']" in message and "--skip-invalid" in message
+    assert not (tmp_path / "out.parquet").exists()  # nothing half-written
+
+
+@pytest.mark.parametrize(
+    "name, line, why",
+    [
+        ("math500", "{not json", "invalid JSON"),
+        ("math500", "[1, 2]", "expected a JSON object"),
+        ("gsm8k", '{"question": "q", "answer": "no final line"}', "no '#### <final answer>' line"),
+        ("math", '{"problem": "p", "solution": "no box here"}', "no \\boxed{} answer"),
+        ("mbpp", '{"task_id": 11, "text": "t", "test_list": ["assert f(x) == 1"]}', "no usable test input"),
+        ("mbpp", '{"task_id": 11, "text": "t", "test_list": ["assert f(1"]}', "not valid Python"),
+        ("humaneval", '{"prompt": "def f(): ...", "entry_point": "f", "test": 3}', "must be non-empty text"),
+        ("livecodebench", '{"question_content": "q", "public_test_cases": "%%%"}', "cannot be decoded"),
+    ],
+)
+def test_malformed_rows(name, line, why, tmp_path):
+    path = write(tmp_path, "bad.jsonl", [line])
+    with pytest.raises(DataError, match="bad.jsonl, line 1") as error:
+        prepare(name, inputs=[path], output=str(tmp_path / "out.parquet"))
+    assert why in str(error.value)
+
+
+def test_skip_invalid_keeps_going_and_reports(tmp_path):
+    good = '{"problem": "1+1?", "answer": "2"}'
+    path = write(tmp_path, "mixed.jsonl", [good, '{"problem": "no answer"}', "", good.replace("1+1", "2+2")])
+    summary = prepare("math500", inputs=[path], output=str(tmp_path / "out.parquet"), skip_invalid=True)
+    assert summary.rows == 2 and len(summary.invalid) == 1 and summary.invalid[0].startswith(f"{path}, line 2:")
+
+
+def test_unreadable_inputs(tmp_path):
+    out = str(tmp_path / "out.parquet")
+    with pytest.raises(DataError, match="no such file or directory"):
+        prepare("math500", inputs=[str(tmp_path / "missing.jsonl")], output=out)
+    (tmp_path / "notes.txt").write_text("x")
+    with pytest.raises(DataError, match="unsupported file type; expected one of .jsonl, .json, .parquet"):
+        prepare("math500", inputs=[str(tmp_path / "notes.txt")], output=out)
+    (tmp_path / "broken.parquet").write_bytes(b"PAR1 not really")
+    with pytest.raises(DataError, match="broken.parquet: not a readable parquet file"):
+        prepare("math500", inputs=[str(tmp_path / "broken.parquet")], output=out)
+    with pytest.raises(DataError, match="unknown dataset 'math5000'; choose one of"):
+        prepare("math5000", inputs=[str(INPUT["math500"])], output=out)
+    with pytest.raises(DataError, match="no rows to write"):
+        prepare("livecodebench", inputs=[str(INPUT["livecodebench"])], output=out, since="2030-01-01")
+
+
+# ---------------------------------------------------------------- the hub, stood in for
+
+
+def test_hub_loading_by_name(tmp_path, monkeypatch):
+    calls = []
+
+    def fake_load(path, config, split, data_files):
+        calls.append((path, config, split, data_files))
+        return [{"question": "How many?", "answer": "so\n#### 3"}]
+
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setattr("verl_rlif.data.readers.load_hub_dataset", fake_load)
+    summary = prepare("gsm8k", output=str(tmp_path / "gsm8k.parquet"))
+    assert calls == [("openai/gsm8k", "main", "test", None)] and summary.rows == 1
+    prepare("aime2024", output=str(tmp_path / "a.parquet"))  # the hub copy's split is "train"
+    assert calls[-1][:3] == ("HuggingFaceH4/aime_2024", None, "train")
+
+
+def test_unreachable_hub_says_to_pass_local_files(tmp_path, monkeypatch):
+    def no_network(*args):
+        raise ConnectionError("Couldn't reach 'openai/gsm8k' on the Hub")
+
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setattr("verl_rlif.data.readers.load_hub_dataset", no_network)
+    with pytest.raises(
+        DataError, match=r"hub openai/gsm8k \(main\) \[test\]: could not load .* pass them with --input"
+    ):
+        prepare("gsm8k", output=str(tmp_path / "out.parquet"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(DataError, match="HF_HUB_OFFLINE is set"):
+        prepare("gsm8k", output=str(tmp_path / "out.parquet"))
+
+
+# ---------------------------------------------------------------- command line and helpers
+
+
+def test_command_line(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("RLIF_DATA_DIR", str(tmp_path / "data"))
+    assert main(["prepare-data", "gsm8k", "--input", str(INPUT["gsm8k"])]) == 0
+    assert f"wrote 2 rows of gsm8k to {tmp_path}/data/gsm8k.parquet" in capsys.readouterr().out
+    bad = write(tmp_path, "bad.jsonl", ['{"question": "q"}'])
+    assert main(["prepare-data", "gsm8k", "--input", bad]) == 1
+    assert f"{bad}, line 1: missing column 'answer'" in capsys.readouterr().err
+    out = tmp_path / "renamed.parquet"
+    assert main(["prepare-data", "amc", "--input", str(INPUT["amc"]), "--output", str(out), "--data-source", "x"]) == 0
+    assert set(pd.read_parquet(out)["data_source"]) == {"x"}
+
+
+def test_assert_parsing_never_executes_and_skips_non_literals():
+    tests = parse_asserts(
+        [
+            "assert f(1, [2, 3]) == (4, 5)",
+            "assert 6 == f(2, [])",
+            "assert f(__import__('os').system('x')) == 0",  # a call inside the arguments: not a literal
+            "assert not f(0, [])",
+            "assert sorted([2, 1]) == [1, 2]",  # a helper, not the function under test
+        ]
+    )
+    assert tests.fn_name == "f" and tests.skipped == 2
+    assert tests.inputs == [[1, [2, 3]], [2, []], [0, []]] and tests.outputs == [(4, 5), 6, False]
+
+
+def test_encoded_test_cases_refuse_pickled_objects():
+    cases = [{"input": "1\n", "output": "2\n", "testtype": "stdin"}]
+    encoded = base64.b64encode(zlib.compress(pickle.dumps(json.dumps(cases)))).decode()
+    assert decode_test_cases(encoded) == cases
+    hostile = base64.b64encode(zlib.compress(pickle.dumps(Path("/")))).decode()  # needs a global to rebuild
+    with pytest.raises(pickle.UnpicklingError, match="refusing to load"):
+        decode_test_cases(hostile)

@@ -1,0 +1,89 @@
+"""``verl-rlif eval``: score a checkpoint (or a model) with verl's own validation, nothing else.
+
+It is ``python -m verl.trainer.main_ppo`` on the experiment's config with ``trainer.val_only=true``: verl loads
+the checkpoint (``trainer.resume_mode=resume_path``) or the model, generates ``val_kwargs.n`` responses per
+validation prompt, scores them with the config's reward manager, logs ``val-core/<data_source>/acc/mean@N``
+(pass@1), ``.../acc/maj@N/mean`` and ``.../acc/best@N/mean``, and exits without training. The config is checked
+first exactly as ``verl-rlif check`` does. docs/replication.md shows the equivalent command line.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import sys
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class EvalRequest:
+    config_path: str
+    config_name: str
+    checkpoint: str | None = None
+    """A ``.../global_step_N`` folder written by verl (holds ``actor/``)."""
+    model: str | None = None
+    """A Hugging Face model directory or hub id: the model before RL, or exported weights."""
+    val_files: tuple[str, ...] = ()
+    n: int | None = None
+    temperature: float | None = None
+    top_p: float | None = None
+    dump_dir: str | None = None
+    overrides: tuple[str, ...] = ()
+
+
+def _hydra_list(values: tuple[str, ...]) -> str:
+    return "[" + ",".join("'" + v.replace("'", "\\'") + "'" for v in values) + "]"
+
+
+def eval_overrides(request: EvalRequest) -> list[str]:
+    """The Hydra overrides that turn a training config into a validation-only run.
+
+    Raises:
+        ValueError: neither or both of checkpoint/model, a checkpoint folder verl would not accept, bad sampling.
+    """
+    if (request.checkpoint is None) == (request.model is None):
+        raise ValueError("give exactly one of --checkpoint (a global_step_N folder) or --model")
+    overrides = ["trainer.val_only=true", "trainer.val_before_train=true"]
+    if request.checkpoint is not None:
+        folder = os.path.abspath(os.path.expanduser(request.checkpoint))
+        if "global_step_" not in os.path.basename(folder.rstrip("/")):
+            raise ValueError(f"--checkpoint {request.checkpoint!r}: verl needs the global_step_N folder itself")
+        if not os.path.isdir(os.path.join(folder, "actor")):
+            raise ValueError(f"--checkpoint {request.checkpoint!r}: no actor/ folder in it (not a verl checkpoint?)")
+        overrides += ["trainer.resume_mode=resume_path", f"trainer.resume_from_path={folder}"]
+    else:
+        overrides += ["trainer.resume_mode=disable", f"actor_rollout_ref.model.path={request.model}"]
+    if request.val_files:
+        overrides.append(f"data.val_files={_hydra_list(request.val_files)}")
+    sampling = "actor_rollout_ref.rollout.val_kwargs"
+    if request.n is not None:
+        if request.n < 1:
+            raise ValueError(f"--n={request.n} must be at least 1")
+        overrides.append(f"{sampling}.n={request.n}")
+    if request.temperature is not None:
+        if request.temperature < 0:
+            raise ValueError(f"--temperature={request.temperature} must not be negative")
+        do_sample = "false" if request.temperature == 0 else "true"
+        overrides += [f"{sampling}.temperature={request.temperature}", f"{sampling}.do_sample={do_sample}"]
+    if request.top_p is not None:
+        overrides.append(f"{sampling}.top_p={request.top_p}")
+    if request.dump_dir is not None:  # one JSONL per step: prompt, response, score, acc, pred for every sample
+        overrides.append(f"trainer.validation_data_dir={os.path.abspath(request.dump_dir)}")
+    return overrides + list(request.overrides)
+
+
+def main_ppo_command(request: EvalRequest, overrides: list[str]) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "verl.trainer.main_ppo",
+        "--config-path",
+        os.path.abspath(request.config_path),
+        "--config-name",
+        request.config_name,
+        *overrides,
+    ]
+
+
+def printable(command: list[str]) -> str:
+    return shlex.join(command)
