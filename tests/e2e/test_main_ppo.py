@@ -1,0 +1,117 @@
+"""verl's real ``python -m verl.trainer.main_ppo`` with verl-rlif switched on by config: 2 steps, then a resume.
+
+CPU (CI): a tiny Llama built offline, the CPU platform and transformers rollout from ``verl_rlif.testing``,
+``configs/rlif.yaml`` + ``configs/demo/cpu.yaml``. The same run on a GPU (FSDP, and Megatron at TP=1) is marked
+``gpu``. Each assertion reads verl's own JSONL metrics or checkpoint directory, i.e. what reached the trainer.
+
+The learning rate is high on purpose: the actor visibly changes every step, so rollout log-probs that still match
+the actor's prove the rollout server received the new weights (and, after the resume, the restored ones).
+"""
+
+import math
+import os
+
+import pytest
+
+from verl_rlif.testing.data import write_arithmetic_parquet
+from verl_rlif.testing.e2e import MainPPORun, finite, read_metrics, run_main_ppo
+from verl_rlif.testing.tiny_model import build_tiny_model
+
+pytestmark = pytest.mark.slow
+
+TIMEOUT_S = 600
+SMALL_RUN = [
+    "data.train_batch_size=4",
+    "data.max_response_length=16",
+    "actor_rollout_ref.rollout.n=8",
+    "actor_rollout_ref.actor.ppo_mini_batch_size=2",
+    "actor_rollout_ref.actor.ppo_micro_batch_size_per_gpu=16",
+    "actor_rollout_ref.rollout.log_prob_micro_batch_size_per_gpu=16",
+    "actor_rollout_ref.actor.optim.lr=1e-3",
+    "rlif.extractor.default=boxed",
+    "trainer.save_freq=2",
+]
+MEGATRON = [
+    "actor_rollout_ref.actor.strategy=megatron",
+    "~actor_rollout_ref.actor.fsdp_config",
+    "actor_rollout_ref.actor.megatron.tensor_model_parallel_size=1",
+]
+
+
+def run_twice(tmp, device="cpu", config_name="rlif", extra=()):
+    """2 steps with a checkpoint at step 2, then the same command asked for 3 steps: it must resume."""
+    model = build_tiny_model(os.path.join(tmp, "model"))
+    train, val = write_arithmetic_parquet(os.path.join(tmp, "data"), train=24, val=4)
+    results = []
+    for name, steps in (("first", 2), ("resumed", 3)):
+        run = MainPPORun(
+            model_path=model,
+            train_file=train,
+            val_file=val,
+            output_dir=os.path.join(tmp, "run"),
+            steps=steps,
+            device=device,
+            config_name=config_name,
+            overrides=[*SMALL_RUN, *extra],
+        )
+        log = os.path.join(tmp, f"{name}.log")
+        code = run_main_ppo(run, log, timeout_s=TIMEOUT_S)
+        metrics = read_metrics(run.metrics_path)
+        if code != 0:
+            with open(log, encoding="utf-8") as f:
+                pytest.fail(f"main_ppo ({name}) exited with {code}; last output:\n" + "".join(f.readlines()[-60:]))
+        results.append(metrics)
+    return run, results
+
+
+@pytest.fixture(scope="module")
+def cpu_runs(tmp_path_factory):
+    return run_twice(str(tmp_path_factory.mktemp("e2e_cpu")))
+
+
+def assert_healthy_steps(steps: list[dict]) -> None:
+    """What every RLIF step must show: self-certainty from the actor, a live vote, GDPO advantages, KL-Cov."""
+    for m in steps:
+        assert m["rlif/self_certainty/mean"] > 0 and m["rlif/self_certainty/std"] > 0  # from the engine, per response
+        assert m["rlif/zero_variance_groups/self_certainty"] < 1
+        assert finite(m["actor/pg_loss"]) and finite(m["actor/grad_norm"]) and m["actor/grad_norm"] > 0
+        assert m["critic/advantages/max"] - m["critic/advantages/min"] > 0.5  # GDPO spreads responses apart
+        assert abs(m["critic/advantages/mean"]) < 0.5  # whitened over the batch
+        assert m["rlif/kl_cov/selected_fraction"] > 0  # KL-Cov penalised tokens in the update
+        assert m["rlif/answer_rate/mean"] > 0
+        # the rollout server generated with the actor's current weights (high lr: stale weights would differ)
+        assert m["training/rollout_probs_diff_max"] < 1e-3
+        assert 0 <= m["rlif/ground_truth_acc"] <= 1  # ground truth reached the monitors (not the rewards)
+    # over the run, some group disagreed, so the vote rewarded some responses and not others
+    assert any(m["rlif/vote_reward/std"] > 0 for m in steps)
+    assert min(m["rlif/zero_variance_groups/vote"] for m in steps) < 1
+
+
+def test_two_steps_through_main_ppo(cpu_runs):
+    _, (first, _) = cpu_runs
+    assert [m["step"] for m in first] == [1, 2]
+    assert_healthy_steps(first)
+
+
+def test_checkpoint_saved_and_training_resumes(cpu_runs):
+    run, (first, resumed) = cpu_runs
+    with open(os.path.join(run.checkpoint_dir, "latest_checkpointed_iteration.txt")) as f:
+        assert f.read().strip() == "3"  # the resumed run saved its own final step too
+    assert os.path.isdir(os.path.join(run.checkpoint_dir, "global_step_2", "actor"))
+    assert [m["step"] for m in resumed] == [3]  # started after the checkpoint, not from scratch
+    assert_healthy_steps(resumed)
+    assert math.isfinite(resumed[0]["actor/entropy"])
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("engine", ["fsdp", "megatron"])
+def test_two_steps_on_cuda(tmp_path, engine):
+    if engine == "megatron":
+        pytest.importorskip("megatron.core")
+        _, (first, resumed) = run_twice(str(tmp_path), "cuda", "rlif_megatron", MEGATRON)
+    else:
+        _, (first, resumed) = run_twice(str(tmp_path), "cuda")
+    assert [m["step"] for m in first + resumed] == [1, 2, 3]
+    assert_healthy_steps(first + resumed)
+    for m in first + resumed:
+        print(f"{engine} step {m['step']}: " + ", ".join(f"{k}={v:.2f}" for k, v in m.items() if k.startswith("timing_s/")))
