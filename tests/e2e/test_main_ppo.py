@@ -1,20 +1,25 @@
 """verl's real ``python -m verl.trainer.main_ppo`` with verl-rlif switched on by config: 2 steps, then a resume.
 
 CPU (CI): a tiny Llama built offline, the CPU platform and transformers rollout from ``verl_rlif.testing``,
-``configs/rlif.yaml`` + ``configs/demo/cpu.yaml``. The same run on a GPU (FSDP, and Megatron at TP=1) is marked
-``gpu``. Each assertion reads verl's own JSONL metrics or checkpoint directory, i.e. what reached the trainer.
+``configs/rlif.yaml`` + ``configs/demo/cpu.yaml``. The first run goes through ``verl-rlif demo`` (what
+``make demo`` runs, with the tiny model instead of SmolLM2), the resume through the same ``main_ppo`` command.
+The same run on a GPU (FSDP, and Megatron at TP=1) is marked ``gpu``. Each assertion reads verl's own JSONL
+metrics or checkpoint directory, i.e. what reached the trainer.
 
 The learning rate is high on purpose: the actor visibly changes every step, so rollout log-probs that still match
 the actor's prove the rollout server received the new weights (and, after the resume, the restored ones).
 """
 
+import contextlib
+import io
 import math
 import os
 
 import pytest
 
-from verl_rlif.testing.data import write_arithmetic_parquet
-from verl_rlif.testing.e2e import MainPPORun, finite, read_metrics, run_main_ppo
+from verl_rlif.cli import main
+from verl_rlif.testing.cpu_demo import prepare_demo
+from verl_rlif.testing.e2e import finite, read_metrics, run_main_ppo
 from verl_rlif.testing.tiny_model import build_tiny_model
 
 pytestmark = pytest.mark.slow
@@ -39,29 +44,38 @@ MEGATRON = [
 
 
 def run_twice(tmp, device="cpu", config_name="rlif", extra=()):
-    """2 steps with a checkpoint at step 2, then the same command asked for 3 steps: it must resume."""
+    """``verl-rlif demo``: 2 steps with a checkpoint at step 2; then the same command asked for 3 steps: it resumes."""
     model = build_tiny_model(os.path.join(tmp, "model"))
-    train, val = write_arithmetic_parquet(os.path.join(tmp, "data"), train=24, val=4)
-    results = []
-    for name, steps in (("first", 2), ("resumed", 3)):
-        run = MainPPORun(
-            model_path=model,
-            train_file=train,
-            val_file=val,
-            output_dir=os.path.join(tmp, "run"),
-            steps=steps,
-            device=device,
-            config_name=config_name,
-            overrides=[*SMALL_RUN, *extra],
+    output_dir, overrides = os.path.join(tmp, "run"), [*SMALL_RUN, *extra]
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        code = main(
+            [
+                "demo",
+                "--model-path",
+                model,
+                "--steps",
+                "2",
+                "--output-dir",
+                output_dir,
+                "--device",
+                device,
+                f"--config-name={config_name}",
+                *overrides,
+            ]
         )
-        log = os.path.join(tmp, f"{name}.log")
-        code = run_main_ppo(run, log, timeout_s=TIMEOUT_S)
-        metrics = read_metrics(run.metrics_path)
-        if code != 0:
-            with open(log, encoding="utf-8") as f:
-                pytest.fail(f"main_ppo ({name}) exited with {code}; last output:\n" + "".join(f.readlines()[-60:]))
-        results.append(metrics)
-    return run, results
+    run = prepare_demo(3, output_dir, model, device, overrides, config_name)
+    first = read_metrics(run.metrics_path)
+    assert code == 0, _tail(os.path.join(output_dir, "main_ppo.log"))
+    log = os.path.join(tmp, "resumed.log")
+    code = run_main_ppo(run, log, timeout_s=TIMEOUT_S)
+    assert code == 0, _tail(log)
+    return run, printed.getvalue(), first, read_metrics(run.metrics_path)
+
+
+def _tail(log: str, lines: int = 60) -> str:
+    with open(log, encoding="utf-8") as f:
+        return "main_ppo failed; last output:\n" + "".join(f.readlines()[-lines:])
 
 
 @pytest.fixture(scope="module")
@@ -88,13 +102,16 @@ def assert_healthy_steps(steps: list[dict]) -> None:
 
 
 def test_two_steps_through_main_ppo(cpu_runs):
-    _, (first, _) = cpu_runs
+    run, printed, first, _ = cpu_runs
     assert [m["step"] for m in first] == [1, 2]
     assert_healthy_steps(first)
+    # the demo showed verl's progress and our metrics for each step, and drew the monitors
+    assert "Training Progress" in printed and "step 2: vote reward" in printed
+    assert os.path.getsize(os.path.join(run.output_dir, "collapse_monitors.png")) > 10_000
 
 
 def test_checkpoint_saved_and_training_resumes(cpu_runs):
-    run, (first, resumed) = cpu_runs
+    run, _, _, resumed = cpu_runs
     with open(os.path.join(run.checkpoint_dir, "latest_checkpointed_iteration.txt")) as f:
         assert f.read().strip() == "3"  # the resumed run saved its own final step too
     assert os.path.isdir(os.path.join(run.checkpoint_dir, "global_step_2", "actor"))
@@ -108,10 +125,11 @@ def test_checkpoint_saved_and_training_resumes(cpu_runs):
 def test_two_steps_on_cuda(tmp_path, engine):
     if engine == "megatron":
         pytest.importorskip("megatron.core")
-        _, (first, resumed) = run_twice(str(tmp_path), "cuda", "rlif_megatron", MEGATRON)
+        _, _, first, resumed = run_twice(str(tmp_path), "cuda", "rlif_megatron", MEGATRON)
     else:
-        _, (first, resumed) = run_twice(str(tmp_path), "cuda")
+        _, _, first, resumed = run_twice(str(tmp_path), "cuda")
     assert [m["step"] for m in first + resumed] == [1, 2, 3]
     assert_healthy_steps(first + resumed)
     for m in first + resumed:
-        print(f"{engine} step {m['step']}: " + ", ".join(f"{k}={v:.2f}" for k, v in m.items() if k.startswith("timing_s/")))
+        timings = ", ".join(f"{k}={v:.2f}" for k, v in m.items() if k.startswith("timing_s/"))
+        print(f"{engine} step {m['step']}: {timings}")
