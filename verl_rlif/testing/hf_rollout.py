@@ -76,7 +76,7 @@ def response_length(tokens: list[int], eos_ids: set[int]) -> tuple[int, bool]:
 class RLIFHFServer:
     """One transformers model answering verl's token-in/token-out ``generate``; a Ray actor (async)."""
 
-    def __init__(self, config, model_config, replica_rank: int, visible_devices: str | None = None):
+    def __init__(self, config, model_config, replica_rank: int, visible_devices: str | None = None, device=None):
         if visible_devices is not None:  # like verl's vllm server: see the devices of the workers it serves
             os.environ[get_platform().visible_devices_envvar()] = visible_devices
         from transformers import AutoModelForCausalLM
@@ -85,13 +85,13 @@ class RLIFHFServer:
 
         model_config = omega_conf_to_dataclass(model_config, dataclass_type=HFModelConfig)
         self.config, self.replica_rank = omega_conf_to_dataclass(config), replica_rank
-        self.device = torch.device(get_platform().device_name)
+        self.device = torch.device(device or get_platform().device_name)
         dtype = getattr(torch, config.dtype)
         path = model_config.local_path
         if config.load_format == "dummy":  # like vllm: random weights, the actor's arrive before the first rollout
-            self.model = AutoModelForCausalLM.from_config(model_config.hf_config, torch_dtype=dtype)
+            self.model = AutoModelForCausalLM.from_config(model_config.hf_config, dtype=dtype)
         else:
-            self.model = AutoModelForCausalLM.from_pretrained(path, torch_dtype=dtype)
+            self.model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype)
         self.model.to(self.device).eval()
         tokenizer = model_config.tokenizer
         generation = model_config.generation_config
@@ -116,9 +116,7 @@ class RLIFHFServer:
             top_k=int(sampling_params.get("top_k", self.config.top_k)),
             repetition_penalty=float(sampling_params.get("repetition_penalty", self.config.repetition_penalty)),
         )
-        if self._worker is None:
-            self._queue = asyncio.Queue()
-            self._worker = asyncio.create_task(self._serve())
+        self._ensure_batcher()
         request = _Request(prompt_ids, max_tokens, key, asyncio.get_running_loop().create_future())
         await self._queue.put(request)
         tokens, log_probs, completed = await request.done
@@ -128,6 +126,13 @@ class RLIFHFServer:
             stop_reason="completed" if completed else "length",
             extra_fields={"global_steps": self.global_steps},
         )
+
+    def _ensure_batcher(self) -> None:
+        """One batching task per event loop (Ray keeps one; a test may start several)."""
+        loop = asyncio.get_running_loop()
+        if self._worker is None or self._worker.done() or self._worker.get_loop() is not loop:
+            self._queue = asyncio.Queue()
+            self._worker = loop.create_task(self._serve())
 
     def _max_tokens(self, prompt_len: int, sampling_params: dict) -> int:
         """verl's server rule: the request's limit, else the configured response length, within the context."""
