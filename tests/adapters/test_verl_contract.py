@@ -78,3 +78,15 @@ def test_extension_points():
     assert "vendor" in inspect.signature(EngineRegistry.register).parameters
     assert params(RewardManagerBase.run_single) == ["self", "data"]
     assert {"dp_size", "batch_num_tokens", "global_batch_size"} <= set(inspect.signature(agg_loss).parameters)
+
+
+def test_test_support_surface():
+    """verl_rlif.testing (CPU end-to-end run only): the rollout-class table and the process-group start it relies on."""
+    from verl.utils.distributed import initialize_global_process_group_ray
+    from verl.workers.rollout import base
+    from verl.workers.rollout.base import BaseRollout
+
+    assert base._ROLLOUT_REGISTRY[("vllm", "async")].endswith("ServerAdapter")  # a dict keyed (name, mode)
+    assert params(BaseRollout.__init__)[:4] == ["self", "config", "model_config", "device_mesh"]
+    source = inspect.getsource(initialize_global_process_group_ray)
+    assert "if not torch.distributed.is_initialized()" in source  # why a gloo group started first is kept

@@ -49,7 +49,7 @@ def build_tokenizer(corpus: list[str], vocab_size: int = 400):
 
 
 def build_tiny_model(directory: str, seed: int = 0, steps: int = 150, hidden_size: int = 64) -> str:
-    """Save a tokenizer and a ~0.3M-parameter Llama trained on the answer format to ``directory``; return it."""
+    """Save a tokenizer and a ~0.1M-parameter Llama trained on the answer format to ``directory``; return it."""
     from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM
 
     torch.manual_seed(seed)
