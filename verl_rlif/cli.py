@@ -24,15 +24,22 @@ def _demo(args: argparse.Namespace) -> int:
     print(f"running: {' '.join(run.command()[1:])}")
     print(f"(full output in {log_path}; starting Ray and verl's workers takes a minute or two)")
 
+    shown: set[int] = set()
+
+    def show_new_steps() -> None:  # from verl's JSONL file, which verl writes just after its console line
+        for metrics in read_metrics(run.metrics_path):
+            if metrics["step"] not in shown:
+                shown.add(metrics["step"])
+                print(step_summary(metrics))
+
     def on_line(line: str) -> None:
         if "Training Progress" in line:
             print(line.rstrip().split("\r")[-1].split(")")[-1].strip())
-        elif "step:" in line and " - " in line:  # verl's console logger line: our summary of it instead
-            steps = read_metrics(run.metrics_path)
-            if steps:
-                print(step_summary(steps[-1]))
+        if "Training Progress" in line or ("step:" in line and " - " in line):  # verl's console line: summarise
+            show_new_steps()
 
     code = run_main_ppo(run, log_path, on_line)
+    show_new_steps()
     if code != 0:
         print(f"main_ppo failed with exit code {code}; see {log_path}", file=sys.stderr)
         return code

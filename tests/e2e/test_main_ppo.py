@@ -83,7 +83,7 @@ def cpu_runs(tmp_path_factory):
     return run_twice(str(tmp_path_factory.mktemp("e2e_cpu")))
 
 
-def assert_healthy_steps(steps: list[dict]) -> None:
+def assert_healthy_steps(steps: list[dict], probs_tolerance: float = 1e-3) -> None:
     """What every RLIF step must show: self-certainty from the actor, a live vote, GDPO advantages, KL-Cov."""
     for m in steps:
         assert m["rlif/self_certainty/mean"] > 0 and m["rlif/self_certainty/std"] > 0  # from the engine, per response
@@ -94,7 +94,7 @@ def assert_healthy_steps(steps: list[dict]) -> None:
         assert m["rlif/kl_cov/selected_fraction"] > 0  # KL-Cov penalised tokens in the update
         assert m["rlif/answer_rate/mean"] > 0
         # the rollout server generated with the actor's current weights (high lr: stale weights would differ)
-        assert m["training/rollout_probs_diff_max"] < 1e-3
+        assert m["training/rollout_probs_diff_max"] < probs_tolerance
         assert 0 <= m["rlif/ground_truth_acc"] <= 1  # ground truth reached the monitors (not the rewards)
     # over the run, some group disagreed, so the vote rewarded some responses and not others
     assert any(m["rlif/vote_reward/std"] > 0 for m in steps)
@@ -129,7 +129,8 @@ def test_two_steps_on_cuda(tmp_path, engine):
     else:
         _, _, first, resumed = run_twice(str(tmp_path), "cuda")
     assert [m["step"] for m in first + resumed] == [1, 2, 3]
-    assert_healthy_steps(first + resumed)
+    # Megatron may compute in bf16 against the fp32 rollout; without weight sync the gap is ~0.9 (measured on CPU)
+    assert_healthy_steps(first + resumed, probs_tolerance=0.1 if engine == "megatron" else 1e-3)
     for m in first + resumed:
         timings = ", ".join(f"{k}={v:.2f}" for k, v in m.items() if k.startswith("timing_s/"))
         print(f"{engine} step {m['step']}: {timings}")

@@ -13,7 +13,7 @@ same contract with transformers behind it, registered under the name ``rlif_hf``
 * :class:`RLIFHFServerAdapter` (in each actor worker) receives the actor's weights from verl's checkpoint engine
   before every rollout and sends them to its server, which loads them by name (as vllm/sglang do).
 
-Sleep/wake-up only free nothing: the weights stay resident. No multimodal inputs, no tensor parallelism.
+Sleep and wake-up free nothing (the weights stay resident); text only; one server per replica, no tensor parallelism.
 """
 
 from __future__ import annotations
@@ -157,10 +157,12 @@ class RLIFHFServer:
                     results = await asyncio.to_thread(self._generate_batch, batch, key)
                 except Exception as exc:  # answer every waiting caller instead of hanging them
                     for r in batch:
-                        r.done.set_exception(exc)
+                        if not r.done.done():  # a caller may have given up (cancelled) meanwhile
+                            r.done.set_exception(exc)
                     continue
                 for r, result in zip(batch, results, strict=True):
-                    r.done.set_result(result)
+                    if not r.done.done():
+                        r.done.set_result(result)
 
     @torch.no_grad()
     def _generate_batch(self, batch: list[_Request], key: SamplingKey) -> list[tuple[list[int], list[float], bool]]:
