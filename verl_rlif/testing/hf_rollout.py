@@ -60,7 +60,7 @@ class _Request:
 
 
 def sampled_log_probs(logits: torch.Tensor, tokens: torch.Tensor, temperature: float) -> torch.Tensor:
-    """``[B, T]`` log-probs of ``tokens [B, T]`` under ``logits [B, T, V]`` scaled by ``temperature`` (0 = greedy)."""
+    """``[...]`` log-probs of ``tokens [...]`` under ``logits [..., V]`` scaled by ``temperature`` (0 = greedy)."""
     scaled = logits.float() / (temperature if temperature > 0 else 1.0)
     return torch.log_softmax(scaled, dim=-1).gather(-1, tokens.unsqueeze(-1)).squeeze(-1)
 
@@ -187,8 +187,11 @@ class RLIFHFServer:
             output_logits=True,
             return_dict_in_generate=True,
         )
-        new_tokens = out.sequences[:, width:].cpu()
-        log_probs = sampled_log_probs(torch.stack(out.logits, dim=1).cpu(), new_tokens, key.temperature)
+        new_tokens = out.sequences[:, width:]
+        log_probs = torch.stack(  # step by step: never a [B, T, V] tensor
+            [sampled_log_probs(step, new_tokens[:, t], key.temperature) for t, step in enumerate(out.logits)], dim=1
+        ).cpu()
+        new_tokens = new_tokens.cpu()
         results = []
         for i, r in enumerate(batch):
             tokens = new_tokens[i, : r.max_tokens].tolist()
@@ -307,7 +310,8 @@ class RLIFHFServerAdapter(BaseRollout):
         # every rank runs the generator (it may gather shards collectively); the leader sends
         named = {}
         async for name, tensor in ensure_async_iterator(weights):
-            named[name] = tensor.detach().to("cpu", copy=True)
+            if self.is_leader_rank:
+                named[name] = tensor.detach().to("cpu", copy=True)
         if self.is_leader_rank:
             await self.server.update_weights.remote(named, global_steps)
 
