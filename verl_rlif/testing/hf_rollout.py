@@ -93,6 +93,7 @@ class RLIFHFServer:
         else:
             self.model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype)
         self.model.to(self.device).eval()
+        torch.manual_seed(self.config.seed + replica_rank)  # this process samples nothing else
         tokenizer = model_config.tokenizer
         generation = model_config.generation_config
         eos = getattr(generation, "eos_token_id", None) if generation is not None else None
