@@ -76,9 +76,7 @@ def response_length(tokens: list[int], eos_ids: set[int]) -> tuple[int, bool]:
 class RLIFHFServer:
     """One transformers model answering verl's token-in/token-out ``generate``; a Ray actor (async)."""
 
-    def __init__(self, config, model_config, replica_rank: int, visible_devices: str | None = None, device=None):
-        if visible_devices is not None:  # like verl's vllm server: see the devices of the workers it serves
-            os.environ[get_platform().visible_devices_envvar()] = visible_devices
+    def __init__(self, config, model_config, replica_rank: int, device=None):
         from transformers import AutoModelForCausalLM
         from verl.utils.config import omega_conf_to_dataclass
         from verl.workers.config import HFModelConfig
@@ -267,7 +265,12 @@ class RLIFHFReplica(RolloutReplica):
             ]
         )
         node_id = infos[0][0]
-        devices = ",".join(d for _, d in infos if d) or None
+        # like verl's vllm server: Ray leaves the visible devices alone and the server sees its workers' devices,
+        # set before the process starts, so before anything can initialise the device runtime
+        env_vars = {var: "1" for var in get_platform().ray_noset_envvars()}
+        devices = ",".join(d for _, d in infos if d)
+        if devices:
+            env_vars[get_platform().visible_devices_envvar()] = devices
         name = server_name(self.replica_rank)
         server = (
             ray.remote(RLIFHFServer)
@@ -275,12 +278,12 @@ class RLIFHFReplica(RolloutReplica):
                 scheduling_strategy=ray.util.scheduling_strategies.NodeAffinitySchedulingStrategy(
                     node_id=node_id, soft=False
                 ),
-                runtime_env={"env_vars": {var: "1" for var in get_platform().ray_noset_envvars()}},
+                runtime_env={"env_vars": env_vars},
                 name=name,
                 num_cpus=0,
                 max_concurrency=self.max_concurrency,
             )
-            .remote(self.config, self.model_config, self.replica_rank, devices)
+            .remote(self.config, self.model_config, self.replica_rank)
         )
         self.servers = [server]
         self._server_handle = server
