@@ -1,6 +1,6 @@
 """A tiny chat model built offline in seconds: byte-level BPE tokenizer + a small Llama taught the answer format.
 
-Random weights would answer with noise, so every vote would be empty. A few hundred optimiser steps on
+Random weights would answer with noise, so every vote would be empty. 150 optimiser steps (~15 s) on
 templated arithmetic replies ("The answer is \\boxed{N}.", right about half the time) give a model whose groups
 disagree in a useful way: most responses carry an answer, some agree. No hub, no download.
 """
