@@ -13,7 +13,7 @@ $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -r constraints.txt
-	$(BIN)/python -m pip install -q -c constraints.txt -e '.[test,megatron]'
+	$(BIN)/python -m pip install -q -c constraints.txt -e '.[test,megatron,demo]'
 	touch $@
 
 lint: $(STAMP)

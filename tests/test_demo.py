@@ -18,8 +18,8 @@ def test_demo_votes_and_advantages():
     assert 0 < result.kl_cov_selected_fraction < 0.1
 
 
-def test_demo_command_prints_the_table(capsys):
-    assert main(["demo"]) == 0
+def test_pipeline_command_prints_the_table(capsys):
+    assert main(["pipeline"]) == 0
     out = capsys.readouterr().out
     assert "pseudo-label wrong (ground truth 8, monitoring only)" in out
     assert "KL-Cov:" in out

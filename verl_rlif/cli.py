@@ -1,6 +1,7 @@
 """The ``verl-rlif`` command line.
 
-verl-rlif demo          run the RLIF reward pipeline on the built-in CPU example and print each step
+verl-rlif demo          verl's real main_ppo with the plugin on the CPU: SmolLM2-135M, arithmetic, a few steps, plot
+verl-rlif pipeline      the RLIF reward pipeline on a built-in batch, each step printed (no verl, no model)
 verl-rlif vote          extract answers and vote over a JSONL file (--task math|number|choice|code)
 verl-rlif prepare-data  turn a dataset's files (or its hub copy) into verl's parquet schema
 verl-rlif check         compose and validate a training config (no Ray, no GPU)
@@ -16,10 +17,48 @@ import sys
 
 
 def _demo(args: argparse.Namespace) -> int:
+    import os
+
+    from verl_rlif.testing.cpu_demo import prepare_demo, step_summary
+    from verl_rlif.testing.e2e import read_metrics, run_main_ppo
+    from verl_rlif.testing.plot import plot_collapse_monitors
+
+    if args.model_path is None:
+        print("verl-rlif demo: preparing SmolLM2-135M-Instruct (first run: download + conversion) and the data set")
+    run = prepare_demo(args.steps, args.output_dir, args.model_path, args.device, args.overrides, args.config_name)
+    log_path = os.path.join(run.output_dir, "main_ppo.log")
+    print(f"running: {' '.join(run.command()[1:])}")
+    print(f"(full output in {log_path}; starting Ray and verl's workers takes a minute or two)")
+
+    shown: set[int] = set()
+
+    def show_new_steps() -> None:  # from verl's JSONL file, which verl writes just after its console line
+        for metrics in read_metrics(run.metrics_path):
+            if metrics["step"] not in shown:
+                shown.add(metrics["step"])
+                print(step_summary(metrics))
+
+    def on_line(line: str) -> None:
+        if "Training Progress" in line:
+            print(line.rstrip().split("\r")[-1].split(")")[-1].strip())
+        if "Training Progress" in line or ("step:" in line and " - " in line):  # verl's console line: summarise
+            show_new_steps()
+
+    code = run_main_ppo(run, log_path, on_line)
+    show_new_steps()
+    if code != 0:
+        print(f"main_ppo failed with exit code {code}; see {log_path}", file=sys.stderr)
+        return code
+    png = plot_collapse_monitors(read_metrics(run.metrics_path), os.path.join(run.output_dir, "collapse_monitors.png"))
+    print(f"metrics: {run.metrics_path}\nplot: {png}")
+    return 0
+
+
+def _pipeline(args: argparse.Namespace) -> int:
     from verl_rlif.demo import EXAMPLE, run_demo
 
     result = run_demo(seed=args.seed)
-    print("verl-rlif demo: cluster vote + self-certainty -> GDPO -> KL-Cov, on the built-in example (CPU)\n")
+    print("verl-rlif pipeline: cluster vote + self-certainty -> GDPO -> KL-Cov, on the built-in example (CPU)\n")
     print(f"{'prompt':>6}  {'answer':>6}  {'vote':>5}  {'self-cert.':>10}  {'advantage':>9}")
     for row in result.rows:
         answer = "-" if row.answer is None else row.answer
@@ -302,9 +341,17 @@ def _add_cluster_commands(commands) -> None:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="verl-rlif", description="Label-free RL (RLIF) for verl.")
     commands = parser.add_subparsers(dest="command", required=True)
-    demo = commands.add_parser("demo", help="run the RLIF pipeline on the built-in CPU example")
-    demo.add_argument("--seed", type=int, default=0, help="seed of the stand-in policy (default: 0)")
+    demo = commands.add_parser("demo", help="verl's main_ppo with verl-rlif on the CPU (SmolLM2-135M, arithmetic)")
+    demo.add_argument("--steps", type=int, default=4, help="training steps (default: 4)")
+    demo.add_argument("--output-dir", default="outputs/demo", help="data, metrics, log, plot (default: outputs/demo)")
+    demo.add_argument("--model-path", help="a local transformers model instead of SmolLM2-135M-Instruct")
+    demo.add_argument("--device", choices=["cpu", "cuda"], default="cpu", help="cpu, or one GPU (default: cpu)")
+    demo.add_argument("--config-name", default="rlif", help="rlif (FSDP) or rlif_megatron (default: rlif)")
+    demo.add_argument("overrides", nargs="*", help="further Hydra overrides for main_ppo (key=value)")
     demo.set_defaults(run=_demo)
+    pipeline = commands.add_parser("pipeline", help="print the RLIF reward pipeline on a built-in batch (no verl)")
+    pipeline.add_argument("--seed", type=int, default=0, help="seed of the stand-in policy (default: 0)")
+    pipeline.set_defaults(run=_pipeline)
     check = commands.add_parser("check", help="compose and validate a training config (no Ray, no GPU)")
     check.add_argument("--config-path", default="configs", help="directory of the config (default: ./configs)")
     check.add_argument("--config-name", default="rlif", help="config name without .yaml (default: rlif)")

@@ -1,4 +1,4 @@
-"""The built-in CPU example behind ``make demo``: the whole RLIF reward pipeline on a small, readable batch.
+"""The built-in example behind ``verl-rlif pipeline``: the whole RLIF reward pipeline on a small, readable batch.
 
 Three prompts, eight sampled responses each, with the answers a model might give. A tiny random LM head
 stands in for the policy: it produces per-token logits whose sharpness differs by response, so
@@ -7,7 +7,7 @@ self-certainty varies. The pipeline is the one the trainer runs:
     cluster vote -> per-token self-certainty -> sequence self-certainty -> GDPO -> KL-Cov loss
 
 Ground truth is used only to report pseudo-label accuracy, never for a reward.
-(The verl end-to-end demo replaces this once the plugin's trainer integration lands.)
+(``make demo`` runs the same method through verl's real trainer: ``verl_rlif.testing.cpu_demo``.)
 """
 
 from __future__ import annotations

@@ -86,6 +86,16 @@ class _PostImportFinder(importlib.abc.MetaPathFinder):
         return spec
 
 
+def watch(verl_module: str, *modules: str) -> None:
+    """Also import ``modules`` right after verl finishes importing ``verl_module`` (at once if it already has).
+
+    For opt-in registrations outside this entry point, e.g. ``verl_rlif.testing.register``.
+    """
+    known = ADAPTERS.get(verl_module, ())
+    ADAPTERS[verl_module] = known + tuple(m for m in modules if m not in known)
+    install()
+
+
 def install() -> None:
     """Install the post-import hook once; register at once for watched modules that are already imported."""
     if not any(isinstance(f, _PostImportFinder) for f in sys.meta_path):

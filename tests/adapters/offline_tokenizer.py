@@ -2,9 +2,10 @@
 
 import numpy as np
 import torch
-from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import PreTrainedTokenizerFast
 from verl import DataProto
+
+from verl_rlif.testing.tiny_model import build_tokenizer as build_chat_tokenizer
 
 RESPONSE_LEN = 24
 
@@ -16,14 +17,7 @@ CORPUS = [
 
 
 def build_tokenizer(vocab_size: int = 300) -> PreTrainedTokenizerFast:
-    tok = Tokenizer(models.BPE(unk_token=None))
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
-        vocab_size=vocab_size, special_tokens=["<pad>", "<eos>"], initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
-    )
-    tok.train_from_iterator(CORPUS * 20, trainer=trainer)
-    return PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", eos_token="<eos>")
+    return build_chat_tokenizer(CORPUS * 20, vocab_size=vocab_size)
 
 
 def one_sample(tokenizer, response: str, ground_truth=None, data_source="math") -> DataProto:

@@ -97,3 +97,15 @@ def test_validation_reads_acc_and_pred_from_reward_extra_info():
         PPOTrainer._val_metrics_update
     )
     assert 'var2vals.get("pred")' in inspect.getsource(process_validation_metrics)  # maj@N votes on pred
+
+
+def test_test_support_surface():
+    """verl_rlif.testing (CPU end-to-end run only): the rollout-class table and the process-group start it relies on."""
+    from verl.utils.distributed import initialize_global_process_group_ray
+    from verl.workers.rollout import base
+    from verl.workers.rollout.base import BaseRollout
+
+    assert base._ROLLOUT_REGISTRY[("vllm", "async")].endswith("ServerAdapter")  # a dict keyed (name, mode)
+    assert params(BaseRollout.__init__)[:4] == ["self", "config", "model_config", "device_mesh"]
+    source = inspect.getsource(initialize_global_process_group_ray)
+    assert "if not torch.distributed.is_initialized()" in source  # why a gloo group started first is kept
