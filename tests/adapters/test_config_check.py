@@ -229,3 +229,39 @@ def test_the_rlif_trainer_refuses_the_ground_truth_reference():
 
     with pytest.raises(ConfigError, match="contradicts rlif.ground_truth_reference=true"):
         RLIFTrainer(composed("preset=ground_truth_grpo", "trainer.v1.trainer_mode=rlif", name="math_7b_fsdp"))
+
+
+@pytest.mark.parametrize(
+    "overrides, wrong",
+    [
+        (["trainer.nnodes=2"], "actor_rollout_ref.actor.megatron TP x PP x CP = 32 does not divide"),
+        (["trainer.nnodes=1", "trainer.n_gpus_per_node=4"], "actor_rollout_ref.rollout TP x DP x PP = 8 GPUs"),
+        (["trainer.nnodes=5", "trainer.n_gpus_per_node=8"], "= 40 GPUs"),
+    ],
+)
+def test_parallel_layouts_that_do_not_fit_the_gpus_are_rejected(overrides, wrong):
+    # verl skips its own divisibility check when use_dynamic_bsz is true, as every shipped config sets
+    assert validate(composed(name="math_70b_megatron")) == []
+    with pytest.raises(ConfigError, match="does not divide") as error:
+        validate(composed(*overrides, name="math_70b_megatron"))
+    assert wrong in str(error.value)
+
+
+def test_rollout_replica_must_span_whole_nodes():
+    ok = ["trainer.nnodes=2", "trainer.n_gpus_per_node=4", "actor_rollout_ref.rollout.tensor_model_parallel_size=8"]
+    assert validate(composed(*ok, name="math_7b_fsdp")) == []
+    bad = ["trainer.nnodes=3", "trainer.n_gpus_per_node=4", "actor_rollout_ref.rollout.tensor_model_parallel_size=6"]
+    with pytest.raises(ConfigError, match="must span whole nodes"):
+        validate(composed(*bad, name="math_7b_fsdp"))
+
+
+def test_reference_errors_point_at_the_preset(monkeypatch):
+    monkeypatch.delenv("VERL_ENGINE_VENDOR", raising=False)
+    with pytest.raises(ConfigError, match="preset=ground_truth_grpo sets all of these"):
+        validate(composed("rlif.ground_truth_reference=true", name="math_7b_fsdp"))
+
+
+def test_a_ground_truth_reward_function_in_a_label_free_run_is_flagged_as_ignored():
+    reward = "reward.custom_reward_function.path=pkg://verl_rlif.adapters.ground_truth_reward"
+    warnings = validate(composed(reward, name="math_7b_fsdp"))
+    assert any("is ignored" in w and "preset=ground_truth_grpo" in w for w in warnings)

@@ -105,11 +105,57 @@ def _warnings(config: DictConfig) -> list[str]:
     return warnings
 
 
+def _label_free_warnings(config: DictConfig) -> list[str]:
+    path = _get(config, f"{REFERENCE_REWARD_KEY}.path")
+    if not path:
+        return []
+    return [
+        f"{REFERENCE_REWARD_KEY}.path={path} is ignored: the rlif reward manager scores every response 0.0 and "
+        f"trains on its internal rewards only; for the supervised reference use preset=ground_truth_grpo"
+    ]
+
+
 def _group_problem(config: DictConfig) -> list[str]:
     n = _get(config, "actor_rollout_ref.rollout.n", 1)
     if n < 2:
         return [f"actor_rollout_ref.rollout.n={n}: a vote needs a group; set actor_rollout_ref.rollout.n>=2"]
     return []
+
+
+def _product(config: DictConfig, prefix: str, keys: tuple[str, ...]) -> int:
+    size = 1
+    for key in keys:
+        size *= int(_get(config, f"{prefix}.{key}", 1))
+    return size
+
+
+def _parallelism_problems(config: DictConfig) -> list[str]:
+    """Layouts that cannot fit the GPUs. verl checks the actor's only without dynamic batch sizes, and the rollout's
+    only once Ray has placed its replicas (a replica set that does not divide the GPUs leaves some idle or none)."""
+    per_node, nodes = int(_get(config, "trainer.n_gpus_per_node", 1)), int(_get(config, "trainer.nnodes", 1))
+    gpus = per_node * nodes
+    where = f"trainer.nnodes={nodes} x trainer.n_gpus_per_node={per_node} = {gpus} GPUs"
+    problems = []
+    for role in ("actor", "ref"):
+        prefix = f"actor_rollout_ref.{role}"
+        if _get(config, f"{prefix}.strategy") != "megatron":
+            continue
+        keys = ("tensor_model_parallel_size", "pipeline_model_parallel_size", "context_parallel_size")
+        size = _product(config, f"{prefix}.megatron", keys)
+        if gpus % size:
+            problems.append(
+                f"{prefix}.megatron TP x PP x CP = {size} does not divide {where}: change the parallel sizes or the "
+                f"node count"
+            )
+    rollout = "actor_rollout_ref.rollout"
+    keys = ("tensor_model_parallel_size", "data_parallel_size", "pipeline_model_parallel_size")
+    size = _product(config, rollout, keys)
+    if gpus % size or (size > per_node and size % per_node):
+        problems.append(
+            f"{rollout} TP x DP x PP = {size} GPUs per replica does not divide {where} (and a replica larger than a "
+            f"node must span whole nodes): change {rollout}.tensor_model_parallel_size or the node count"
+        )
+    return problems
 
 
 def _reference_problems(config: DictConfig) -> list[str]:
@@ -121,7 +167,8 @@ def _reference_problems(config: DictConfig) -> list[str]:
     ]
     problems = [
         f"{key}={mine!r} contradicts rlif.ground_truth_reference=true (the plugin's part never trains on labels); "
-        f"set {key}={verl}, or rlif.ground_truth_reference=false for a label-free run"
+        f"set {key}={verl} (preset=ground_truth_grpo sets all of these), or rlif.ground_truth_reference=false for a "
+        f"label-free run"
         for key, mine, verl in plugin_parts
         if _get(config, key) == mine
     ]
@@ -155,9 +202,10 @@ def validate(config: DictConfig) -> list[str]:
         raise ConfigError(f"verl-rlif config is invalid:\n  - {exc}") from None
     reference = rlif.ground_truth_reference
     problems = _reference_problems(config) if reference else _switch_problems(config, rlif)
+    problems += _parallelism_problems(config)
     if problems:
         raise ConfigError("verl-rlif config is invalid:\n" + "\n".join(f"  - {p}" for p in problems))
-    return _reference_warnings(config) if reference else _warnings(config)
+    return _reference_warnings(config) if reference else _label_free_warnings(config) + _warnings(config)
 
 
 def _registered(lookup: Callable[[str], object], name: str) -> bool:
