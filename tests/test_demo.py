@@ -11,7 +11,10 @@ def test_demo_votes_and_advantages():
     assert len(result.rows) == sum(len(answers) for _, _, answers in EXAMPLE)
     # prompt 0: five of eight say "42"; prompt 2: "9" wins with three votes, but the truth is 8
     assert [r.vote_reward for r in result.rows if r.prompt == 0] == [1, 1, 0, 1, 0, 1, 0, 1]
-    assert result.majority_ratio[0] == 5 / 8
+    assert result.majority_ratio[0] == 5 / 8  # "42.0" votes with "42"
+    # prompt 1: 5/2, 2.5, \frac{5}{2} and \dfrac52 are one cluster, keyed by the math extractor as in training
+    assert {r.answer_key for r in result.rows if r.prompt == 1 and r.vote_reward == 1} == {"5/2"}
+    assert result.majority_ratio[1] == 6 / 8
     assert result.pseudo_label_correct == [True, True, False]
     assert all(math.isfinite(r.advantage) and r.self_certainty >= 0 for r in result.rows)
     assert abs(sum(r.advantage for r in result.rows)) < 1e-4  # whitened over the batch

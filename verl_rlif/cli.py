@@ -59,11 +59,11 @@ def _pipeline(args: argparse.Namespace) -> int:
 
     result = run_demo(seed=args.seed)
     print("verl-rlif pipeline: cluster vote + self-certainty -> GDPO -> KL-Cov, on the built-in example (CPU)\n")
-    print(f"{'prompt':>6}  {'answer':>6}  {'vote':>5}  {'self-cert.':>10}  {'advantage':>9}")
+    print(f"{'prompt':>6}  {'answer':>12}  {'key':>5}  {'vote':>5}  {'self-cert.':>10}  {'advantage':>9}")
     for row in result.rows:
-        answer = "-" if row.answer is None else row.answer
+        answer, key = ("-", "-") if row.answer is None else (row.answer, row.answer_key)
         sc, adv = row.self_certainty, row.advantage
-        print(f"{row.prompt:>6}  {answer:>6}  {row.vote_reward:>5.1f}  {sc:>10.4f}  {adv:>9.4f}")
+        print(f"{row.prompt:>6}  {answer:>12}  {key:>5}  {row.vote_reward:>5.1f}  {sc:>10.4f}  {adv:>9.4f}")
     print()
     for p, (question, truth, _) in enumerate(EXAMPLE):
         verdict = "right" if result.pseudo_label_correct[p] else "wrong"

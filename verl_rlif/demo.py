@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 import torch
 
+from verl_rlif.answers import get_extractor
 from verl_rlif.config import GDPOConfig, KLCovConfig, VoteConfig
 from verl_rlif.core import (
     cluster_vote,
@@ -25,10 +26,11 @@ from verl_rlif.core import (
     sequence_self_certainty,
 )
 
-# (prompt, ground truth for monitoring only, extracted answers of 8 sampled responses; None = no answer)
+# (prompt, ground truth for monitoring only, extracted answers of 8 sampled responses; None = no answer).
+# They are keyed by the math extractor as in training, so 5/2, 2.5 and \frac{5}{2} vote together.
 EXAMPLE = [
-    ("What is 6 * 7?", "42", ["42", "42", "41", "42", None, "42", "24", "42"]),
-    ("Simplify 10/4.", "5/2", ["5/2", "2.5", "5/2", "5/2", "2", "5/2", None, "2.5"]),
+    ("What is 6 * 7?", "42", ["42", "42", "41", "42.0", None, "42", "24", "42"]),
+    ("Simplify 10/4.", "5/2", ["5/2", "2.5", "\\frac{5}{2}", "5/2", "2", "\\dfrac52", None, "2.5"]),
     ("How many primes are below 20?", "8", ["8", "9", "7", "8", "9", "9", "10", None]),
 ]
 RESPONSE_TOKENS = 12
@@ -39,6 +41,7 @@ HIDDEN, VOCAB, PADDED_VOCAB = 16, 50, 56
 class DemoRow:
     prompt: int
     answer: str | None
+    answer_key: str | None
     vote_reward: float
     self_certainty: float
     advantage: float
@@ -60,7 +63,9 @@ def run_demo(seed: int = 0) -> DemoResult:
     answers = [a for _, _, group in EXAMPLE for a in group]
     num = len(answers)
 
-    vote = cluster_vote(group_ids, answers, VoteConfig())
+    math = get_extractor("math")
+    keys = [None if a is None else math.canonical(a) for a in answers]
+    vote = cluster_vote(group_ids, keys, VoteConfig())
 
     # Sharper hidden states -> peakier next-token distributions -> higher self-certainty.
     sharpness = torch.linspace(0.5, 3.0, num)[torch.randperm(num, generator=g)]
@@ -78,14 +83,18 @@ def run_demo(seed: int = 0) -> DemoResult:
     adv_tokens = gdpo.advantages[:, None].expand_as(old_logp)
     loss, metrics = kl_cov_token_losses(old_logp, new_logp, adv_tokens, mask, KLCovConfig(top_token_fraction=0.02))
 
-    majority_answers = {int(vote.group[i]): answers[i] for i in range(num) if vote.in_majority[i]}
+    majority_keys = {int(vote.group[i]): keys[i] for i in range(num) if vote.in_majority[i]}
     return DemoResult(
         rows=[
-            DemoRow(group_ids[i], answers[i], vote.rewards[i].item(), seq_sc[i].item(), gdpo.advantages[i].item())
+            DemoRow(
+                group_ids[i], answers[i], keys[i], vote.rewards[i].item(), seq_sc[i].item(), gdpo.advantages[i].item()
+            )
             for i in range(num)
         ],
         majority_ratio=vote.majority_ratio.tolist(),
-        pseudo_label_correct=[majority_answers.get(p) == truth for p, (_, truth, _) in enumerate(EXAMPLE)],
+        pseudo_label_correct=[
+            majority_keys.get(p) == math.canonical(truth) for p, (_, truth, _) in enumerate(EXAMPLE)
+        ],
         kl_cov_selected_fraction=metrics["selected_fraction"].item(),
         kl_cov_loss=(loss.sum() / mask.sum()).item(),
     )
