@@ -19,6 +19,13 @@ from verl_rlif.answers import AnswerExtractor, boxed_content, get_extractor, reg
         (r"\boxed{}", None),
         (r"\boxed{   }", None),
         ("no box at all: 42", None),  # no last-number fallback
+        (r"so $\boxed 5$.", "5"),  # TeX's one-token argument, as in some MATH solutions
+        (r"\boxed {3}", "3"),
+        (r"\boxed \frac12 then", r"\frac12"),
+        (r"\boxed{7} then \boxed 9", "9"),  # still the last box
+        (r"\boxed 9 then \boxed{7}", "7"),
+        (r"\boxed {unclosed", None),
+        ("\\boxed ", None),
         ("", None),
     ],
 )
