@@ -78,6 +78,27 @@ def _pipeline(args: argparse.Namespace) -> int:
     return 0
 
 
+def _compose_hint(message: str, config_dir: str) -> str:
+    """What Hydra's message leaves out: the valid ``rlif`` keys for a misspelled one (Hydra suggests appending it
+    with ``+``, which only moves the error), the config names for an unknown one."""
+    import difflib
+    import os
+    import re
+
+    from verl_rlif.config import config_keys
+
+    override = re.search(r"Could not override '(rlif\.[^']*)'", message)
+    if override:
+        keys = config_keys()
+        close = difflib.get_close_matches(override.group(1), keys, n=1)
+        guess = f"did you mean {close[0]}? " if close else ""
+        return f"\n{override.group(1)} is not an rlif key: {guess}valid keys: {keys}"
+    if "Cannot find primary config" in message:
+        names = sorted(name[: -len(".yaml")] for name in os.listdir(config_dir) if name.endswith(".yaml"))
+        return f"\nconfigs in {config_dir}: {names}"
+    return ""
+
+
 def _checked_config(prog: str, config_path: str, config_name: str, overrides: list[str]):
     """Compose and validate as `verl-rlif check` does: (exit code, warnings); problems are printed to stderr."""
     import logging
@@ -102,7 +123,8 @@ def _checked_config(prog: str, config_path: str, config_name: str, overrides: li
         with initialize_config_dir(config_dir=config_dir, version_base=None):
             config = compose(config_name=config_name, overrides=overrides)
     except (HydraException, OmegaConfBaseException) as exc:  # unknown config name, malformed override, ...
-        print(f"{prog}: cannot compose {config_name!r} from {config_dir}: {exc}", file=sys.stderr)
+        hint = _compose_hint(str(exc), config_dir)
+        print(f"{prog}: cannot compose {config_name!r} from {config_dir}: {exc}{hint}", file=sys.stderr)
         return 2, []
     try:
         found = validate(config)

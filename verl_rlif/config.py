@@ -263,6 +263,18 @@ class RLIFConfig:
         return _from_mapping(cls, mapping or {}, "rlif")
 
 
+def config_keys(cls: type = RLIFConfig, prefix: str = "rlif") -> list[str]:
+    """Every leaf key of a config dataclass, dotted (``rlif.vote.mode``, ...), in declaration order."""
+    keys = []
+    for f in dataclasses.fields(cls):
+        sub = f.default_factory if f.default_factory is not dataclasses.MISSING else None
+        if dataclasses.is_dataclass(sub):
+            keys += config_keys(sub, f"{prefix}.{f.name}")
+        else:
+            keys.append(f"{prefix}.{f.name}")
+    return keys
+
+
 def _from_mapping(cls, mapping: Mapping[str, Any], prefix: str):
     fields = {f.name: f for f in dataclasses.fields(cls)}
     unknown = sorted(set(mapping) - set(fields))

@@ -9,7 +9,7 @@ from omegaconf import OmegaConf
 
 from verl_rlif.adapters.checks import ConfigError, validate, verify_registered
 from verl_rlif.cli import main
-from verl_rlif.config import RLIFConfig
+from verl_rlif.config import RLIFConfig, config_keys
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 
@@ -177,15 +177,9 @@ def test_trainer_init_runs_the_same_validation():
 def test_every_rlif_key_is_documented():
     doc = (CONFIGS.parent / "docs" / "configuration.md").read_text()
 
-    def keys(cls, prefix):
-        for field in dataclasses.fields(cls):
-            sub = field.default_factory if field.default_factory is not dataclasses.MISSING else None
-            if dataclasses.is_dataclass(sub):
-                yield from keys(sub, f"{prefix}.{field.name}")
-            else:
-                yield f"{prefix}.{field.name}"
-
-    missing = [key for key in keys(RLIFConfig, "rlif") if f"`{key}`" not in doc]
+    keys = config_keys()
+    assert "rlif.vote.mode" in keys and "rlif.kl_cov.top_token_fraction" in keys and "rlif.vote" not in keys
+    missing = [key for key in keys if f"`{key}`" not in doc]
     assert not missing, f"document these in docs/configuration.md: {missing}"
 
 
@@ -265,3 +259,12 @@ def test_a_ground_truth_reward_function_in_a_label_free_run_is_flagged_as_ignore
     reward = "reward.custom_reward_function.path=pkg://verl_rlif.adapters.ground_truth_reward"
     warnings = validate(composed(reward, name="math_7b_fsdp"))
     assert any("is ignored" in w and "preset=ground_truth_grpo" in w for w in warnings)
+
+
+def test_compose_errors_name_the_valid_choices(capsys):
+    args = ["check", "--config-path", str(CONFIGS), "--config-name"]
+    assert main([*args, "math_7b_fsdp", "rlif.kl_cov.top_token_frac=0.01"]) == 2
+    err = capsys.readouterr().err
+    assert "did you mean rlif.kl_cov.top_token_fraction?" in err and "'rlif.vote.mode'" in err
+    assert main([*args, "math_7b"]) == 2
+    assert "'math_7b_fsdp'" in capsys.readouterr().err

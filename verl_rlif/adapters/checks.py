@@ -305,8 +305,10 @@ def data_file_warnings(config: DictConfig) -> list[str]:
         files = [value] if isinstance(value, str) else list(value or [])
         missing = [f for f in files if not os.path.exists(os.path.expanduser(f))]
         if missing:
+            raw = str(OmegaConf.to_container(config.data, resolve=False).get(key.split(".")[1]))
+            where = "point RLIF_DATA_DIR at them" if "RLIF_DATA_DIR" in raw else f"set {key}"
             warnings.append(
                 f"{key}: {missing} not found from {os.getcwd()}; write them with `verl-rlif prepare-data` "
-                f"(docs/replication.md) or point RLIF_DATA_DIR at them"
+                f"(docs/replication.md) or {where}"
             )
     return warnings
