@@ -47,7 +47,10 @@ def contained(pool, program: str, inputs=("",), fn_name=None) -> list[str]:
 def assert_safe_to_signal(pool):
     """Canary: signalling any process and forking must be refused before the dangerous programs may run."""
     probe = "import os\ntry:\n    os.kill(os.getppid(), 0)\n    print('SIGNALS')\nexcept OSError:\n    print('DENIED')"
-    if contained(pool, probe) != ["OUT:DENIED"]:
+    # O_ASYNC owner: a descriptor whose I/O would signal the worker (works without Landlock signal scoping)
+    probe += "\nimport fcntl\ntry:\n    fcntl.fcntl(0, fcntl.F_SETOWN, os.getppid())\n    print('SIGIO')\n"
+    probe += "except OSError:\n    print('DENIED')"
+    if contained(pool, probe) != ["OUT:DENIED\nDENIED"]:
         pytest.fail("signals are not blocked in the sandbox; refusing to run kill/fork adversaries")
     if contained(pool, "import os\nprint(os.fork() if hasattr(os, 'fork') else 0)") != ["EXC:PermissionError"]:
         pytest.fail("fork is not blocked in the sandbox; refusing to run the fork bomb")
