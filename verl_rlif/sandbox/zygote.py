@@ -29,10 +29,8 @@ import fcntl
 import gc
 import json
 import math
-import random
 import resource
 import select
-import shutil
 import signal
 import time
 
@@ -69,21 +67,35 @@ def _die_with_parent() -> None:
         raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG) failed")
 
 
-def _wipe(path: str) -> None:
-    """Remove ``path`` even where the program took away its own permissions (the program is dead by now, so the
-    tree cannot change underneath; symbolic links are never followed)."""
+_DIRECTORY = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+def _empty(dir_fd: int) -> None:
+    """Remove everything inside the open directory ``dir_fd``, even where the program took away its own permissions.
+    Never follows a symbolic link: a program may have replaced its directory, or anything in it, by a link to a
+    host directory. Only the program could change the tree, and it is dead by now."""
+    with os.scandir(dir_fd) as entries:
+        names = [(entry.name, entry.is_dir(follow_symlinks=False)) for entry in entries]
+    for name, is_dir in names:
+        if not is_dir:
+            os.unlink(name, dir_fd=dir_fd)
+            continue
+        os.chmod(name, 0o700, dir_fd=dir_fd)  # a directory (lstat above), so this changes no link target
+        sub = os.open(name, _DIRECTORY, dir_fd=dir_fd)
+        try:
+            _empty(sub)
+        finally:
+            os.close(sub)
+        os.rmdir(name, dir_fd=dir_fd)
+
+
+def _wipe(base_dir: str) -> None:
+    """Empty the worker's base directory: the run directory and anything else a program left there."""
+    fd = os.open(base_dir, _DIRECTORY)
     try:
-        shutil.rmtree(path)
-        return
-    except OSError:
-        pass
-    os.chmod(path, 0o700)
-    for root, dirs, _ in os.walk(path):  # top-down: each directory is unlocked before it is listed
-        for name in dirs:
-            child = os.path.join(root, name)
-            if not os.path.islink(child):
-                os.chmod(child, 0o700)
-    shutil.rmtree(path)
+        _empty(fd)
+    finally:
+        os.close(fd)
 
 
 class Zygote:
@@ -172,7 +184,7 @@ class Zygote:
                 self.layers["seccomp"] = f"unavailable: {error}"
         if wanted.get("landlock"):
             try:
-                self.ruleset = landlock.Ruleset(self.read_paths(), [self.base_dir])
+                self.ruleset = landlock.Ruleset(self.read_paths())
                 status = self._probe(self._probe_landlock)
                 if status == "active":
                     status = f"active (ABI {self.ruleset.abi}"
@@ -230,7 +242,7 @@ class Zygote:
             seccomp.set_no_new_privs()
             if self.ruleset is not None:
                 step = "landlock"
-                self.ruleset.restrict_self()
+                self.ruleset.restrict_self([run_dir])  # writes only beneath this run's own directory
             step = "descriptors"
             os.closerange(4, self.max_fd)
             if self.filter is not None:
@@ -241,7 +253,6 @@ class Zygote:
             sys.path[:] = [p for p in sys.path if p != PACKAGE_ROOT]
             sys.argv[:] = [""]
             sys.dont_write_bytecode = True
-            random.seed(0)  # the at-fork hook reseeded it from urandom; programs must behave the same every run
             sys.stdin = sys.__stdin__ = open(0, encoding="utf-8", errors="surrogateescape", closefd=False)
             sys.stdout = sys.__stdout__ = open(1, "w", encoding="utf-8", closefd=False)
             sys.stderr = sys.__stderr__ = open(2, "w", encoding="utf-8", closefd=False)
@@ -272,9 +283,9 @@ class Zygote:
             os.close(out_r)
             os.close(res_r)
             try:
-                _wipe(run_dir)
-            except OSError as error:  # leave it: the next run uses a new directory
-                self.warnings.append(f"could not wipe {run_dir}: {error}")
+                _wipe(self.base_dir)
+            except (OSError, RecursionError) as error:  # left there: the next run's Landlock rules cannot reach it
+                self.warnings.append(f"could not wipe {self.base_dir}: {error}")
         return bounded(verdict or self._classify(out, record, status, bool(request.get("fn_name"))))
 
     def _supervise(self, pid: int, out_r: int, res_r: int, timeout_s: float):
