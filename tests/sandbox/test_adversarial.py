@@ -232,3 +232,13 @@ def test_hash_and_random_are_deterministic(pool):
         assert other.run(program, [""]) == first
     finally:
         other.close()
+
+
+def test_nothing_persists_from_one_program_to_the_next(pool):
+    plant = (
+        "import os\nfor attempt in (lambda: open('../planted', 'w'), lambda: os.rename('.', '../moved')):\n"
+        "    try:\n        attempt()\n        print('WROTE')\n    except OSError:\n        print('DENIED')"
+    )
+    assert contained(pool, plant) == ["OUT:DENIED\nDENIED"]
+    assert contained(pool, "import os\nprint(os.listdir('..'))") == ["EXC:PermissionError"]
+    assert all(os.listdir(worker.base_dir) == [] for worker in pool._workers)  # the host side holds nothing
