@@ -8,9 +8,10 @@ Parametrised over the pool without namespaces and, where bubblewrap works, insid
 import os
 import secrets
 import socket
+import subprocess
 
 import pytest
-from sandbox_helpers import alive, bwrap_works, gone, process_tree, start_or_skip
+from sandbox_helpers import bwrap_works, gone, process_tree, start_or_skip
 
 SECRET_ENV = "RLIF_TEST_SECRET_TOKEN"
 NEXT = ("print(sum(range(10)))", "OUT:45")  # the program every adversary is followed by
@@ -117,9 +118,15 @@ def test_killing_other_processes_is_refused(pool, target):
 
 def test_killing_through_ctypes_is_refused(pool):
     assert_safe_to_signal(pool)
-    program = "import ctypes, os\nprint(ctypes.CDLL(None).kill(os.getppid(), 9), ctypes.CDLL(None).kill(-1, 9))"
-    assert contained(pool, program) == ["OUT:-1 -1"]
-    assert alive(os.getpid())
+    victim = subprocess.Popen(["sleep", "30"])  # ours: the one process a failure here could hit besides the pool
+    try:
+        program = "import ctypes, os\nkill = ctypes.CDLL(None).kill\n"
+        program += f"print(kill(os.getppid(), 9), kill(-1, 9), kill({victim.pid}, 9))"
+        assert contained(pool, program) == ["OUT:-1 -1 -1"]
+        assert victim.poll() is None
+    finally:
+        victim.kill()
+        victim.wait()
 
 
 def test_environment_holds_no_secrets(pool):
