@@ -26,6 +26,7 @@ if __name__ == "__main__":  # run as a script: import this package from its root
 
 import ctypes
 import fcntl
+import functools
 import gc
 import json
 import math
@@ -35,7 +36,14 @@ import signal
 import time
 
 from verl_rlif.sandbox import harness, landlock, protocol, seccomp
-from verl_rlif.sandbox.signature import OUTPUT_LIMIT, SANDBOX_ERROR, SKIPPED, TIMEOUT, bounded, from_record
+from verl_rlif.sandbox.signature import (
+    OUTPUT_LIMIT,
+    SANDBOX_ERROR,
+    TIMEOUT,
+    bounded,
+    each_until_timeout,
+    from_record,
+)
 
 SETUP_FAILED = 125
 PR_SET_PDEATHSIG = 1
@@ -345,11 +353,8 @@ class Zygote:
                 request = protocol.receive(reader)
             except EOFError:  # the trusted side is gone
                 return
-            signatures, timed_out = [], False
-            for arg in request["inputs"]:
-                signature = SKIPPED if timed_out else self.run_one(request, arg, float(request["timeout_s"]))
-                timed_out = timed_out or signature == TIMEOUT
-                signatures.append(signature)
+            run_one = functools.partial(self.run_one, request, timeout_s=float(request["timeout_s"]))
+            signatures = each_until_timeout(request["inputs"], run_one)
             protocol.send(writer, {"signatures": signatures, "warnings": self.warnings})
             self.warnings = []
 
