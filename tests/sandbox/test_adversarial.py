@@ -14,6 +14,7 @@ import pytest
 from sandbox_helpers import bwrap_works, gone, process_tree, start_or_skip
 
 SECRET_ENV = "RLIF_TEST_SECRET_TOKEN"
+FAST_UID = 65534  # rlif.sandbox.sandbox_uid default
 NEXT = ("print(sum(range(10)))", "OUT:45")  # the program every adversary is followed by
 
 
@@ -249,3 +250,12 @@ def test_nothing_persists_from_one_program_to_the_next(pool):
     assert contained(pool, plant) == ["OUT:DENIED\nDENIED"]
     assert contained(pool, "import os\nprint(os.listdir('..'))") == ["EXC:PermissionError"]
     assert all(os.listdir(worker.base_dir) == [] for worker in pool._workers)  # the host side holds nothing
+
+
+def test_uid_drop_is_reported_as_it_is(pool):
+    state = pool.layers["uid_drop"]
+    if pool.layers["namespaces"].startswith("active"):  # bwrap maps the worker's uid to ours on the host
+        expected = "unavailable: namespaced only" if os.geteuid() == 0 else f"active (uid {FAST_UID}"
+        assert state.startswith(expected), state
+    elif os.geteuid() != 0:
+        assert state.startswith("not needed"), state

@@ -10,6 +10,7 @@ import struct
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -216,3 +217,26 @@ def test_wipe_never_follows_a_planted_link(tmp_path):
     assert list(base.iterdir()) == []
     assert (victim / "a" / "keep.txt").read_text() == "host data" and (victim / "a" / "b").is_dir()
     assert oct(victim.stat().st_mode & 0o777) == "0o755" and oct((victim / "a").stat().st_mode & 0o777) != "0o700"
+
+
+def test_a_reaped_child_is_never_signalled_again(tmp_path, monkeypatch):
+    """Without pidfds the worker polls the exit with waitpid: after that the pid is free for another process."""
+    from verl_rlif.sandbox import zygote as zygote_module
+
+    reaped, signalled = [], []
+    poll_exit = zygote_module._poll_exit
+
+    def late_poll(pid):  # the child has written past the output cap and exited before the first look
+        time.sleep(0.3)
+        exited, status = poll_exit(pid)
+        if exited:
+            reaped.append(pid)
+        return exited, status
+
+    monkeypatch.setattr(zygote_module, "_pidfd", lambda pid: None)
+    monkeypatch.setattr(zygote_module, "_poll_exit", late_poll)
+    monkeypatch.setattr(zygote_module, "_kill_group", signalled.append)
+    config = {"base_dir": str(tmp_path), "float_digits": 6, "output_limit_bytes": 4096, "layers": {}}
+    zygote = zygote_module.Zygote(config)
+    assert zygote.run_one({"source": "print('x' * 5000)", "fn_name": None}, "", 5.0) == "OUTPUT_LIMIT"
+    assert reaped and not set(reaped) & set(signalled)

@@ -70,6 +70,19 @@ def _in_user_namespace() -> bool:
         return False
 
 
+def _host_uid(uid: int) -> int | None:
+    """The uid outside the user namespace that ``uid`` inside it maps to (None when unmapped or unreadable)."""
+    try:
+        with open("/proc/self/uid_map") as uid_map:
+            for line in uid_map:
+                inside, outside, count = (int(field) for field in line.split())
+                if inside <= uid < inside + count:
+                    return outside + uid - inside
+    except (OSError, ValueError):
+        pass
+    return None
+
+
 def _die_with_parent() -> None:
     if _libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) != 0:
         raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG) failed")
@@ -202,8 +215,13 @@ class Zygote:
             except OSError as error:
                 self.layers["landlock"] = f"unavailable: {error}"
         if wanted.get("uid_drop"):
-            if os.geteuid() != 0 and _in_user_namespace():
-                self.layers["uid_drop"] = f"active (uid {os.geteuid()} in a user namespace, no capabilities)"
+            host_uid = _host_uid(os.geteuid()) if _in_user_namespace() else None
+            if os.geteuid() != 0 and host_uid == 0:  # bwrap started by root: file access is still host root's
+                self.layers["uid_drop"] = (
+                    f"unavailable: namespaced only (uid {os.geteuid()} in a user namespace that maps it to host uid 0)"
+                )
+            elif os.geteuid() != 0 and host_uid is not None:
+                self.layers["uid_drop"] = f"active (uid {os.geteuid()} in a user namespace, host uid {host_uid})"
             elif os.geteuid() != 0:
                 self.layers["uid_drop"] = "not needed (not running as root)"
             else:
@@ -333,7 +351,7 @@ class Zygote:
                 break
         if pidfd is not None:
             os.close(pidfd)
-        if verdict or not exited:
+        if status is None and (verdict or not exited):  # once reaped (no pidfd), the pid may be another process's
             _kill_group(pid)
         if status is None:
             status = os.waitpid(pid, 0)[1]
