@@ -16,7 +16,7 @@ from verl_rlif.config import SandboxConfig
 from verl_rlif.sandbox import local
 from verl_rlif.sandbox.executor import SandboxUnavailable, encode_inputs
 from verl_rlif.sandbox.local import LocalExecutor
-from verl_rlif.sandbox.signature import SANDBOX_ERROR
+from verl_rlif.sandbox.signature import SANDBOX_ERROR, behaviour_key
 
 
 @contextlib.contextmanager
@@ -106,9 +106,12 @@ def test_many_threads_share_the_pool(pool):
     assert results == {(t, i): [f"OUT:{t * 100 + i}"] for t in range(6) for i in range(15)}
 
 
-def test_run_many_keeps_order(pool):
-    jobs = [(f"print(input() * {i})", ["ab"], None) for i in range(12)]
-    assert pool.run_many(jobs) == [["OUT:" + "ab" * i] for i in range(12)]
+def test_extract_many_keeps_order(pool):
+    code = CodeExtractor()
+    items = [(f"```python\nprint(input() * {i})\n```", {"inputs": ["ab"]}) for i in range(12)]
+    with configured(pool):
+        keys = code.extract_many(items)
+    assert keys == [behaviour_key(["OUT:" + "ab" * i]) for i in range(12)]
 
 
 def test_killed_worker_is_restarted(pool):

@@ -20,7 +20,6 @@ import threading
 from abc import ABC, abstractmethod
 from collections import OrderedDict
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from verl_rlif.config import SandboxConfig
@@ -89,12 +88,6 @@ class Executor(ABC):
             if len(self._cache) > CACHE_ENTRIES:
                 self._cache.popitem(last=False)
         return list(signatures)
-
-    def run_many(self, jobs: Sequence[tuple[str, Sequence[Any], str | None]]) -> list[list[str]]:
-        """:meth:`run` for many (program, inputs, fn_name) jobs, ``parallelism`` at a time, results in order."""
-        self.start()
-        with ThreadPoolExecutor(max_workers=max(1, self.parallelism), thread_name_prefix="rlif-sandbox") as pool:
-            return list(pool.map(lambda job: self.run(*job), jobs))
 
     @abstractmethod
     def _run(self, program: str, inputs: list[str], fn_name: str | None) -> list[str]:

@@ -66,7 +66,7 @@ def remote_code(program: str, fn_name: str | None, args_json: str | None, float_
 
 
 class SandboxFusionExecutor(Executor):
-    """Signatures from a SandboxFusion server; ``sandbox_fusion_concurrency`` requests in flight in ``run_many``."""
+    """Signatures from a SandboxFusion server; ``sandbox_fusion_concurrency`` requests in flight (``parallelism``)."""
 
     def __init__(self, settings: SandboxConfig) -> None:
         super().__init__(settings)
