@@ -8,7 +8,7 @@ private directory). Workers report which layers they could establish; :meth:`Loc
 line with them and refuses (:class:`SandboxUnavailable`) when a required layer is missing, unless
 ``allow_insecure``. A worker that misses its deadline is killed with its process group and restarted on the
 next request (that request's inputs get ``SANDBOX_ERROR``); a worker found dead (killed from outside) is
-restarted and the request retried once, since its program never ran.
+restarted and the request retried once (programs leave nothing behind, so a partial first try is harmless).
 """
 
 from __future__ import annotations
