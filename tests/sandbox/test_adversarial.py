@@ -8,11 +8,13 @@ Parametrised over the pool without namespaces and, where bubblewrap works, insid
 import os
 import secrets
 import socket
+import subprocess
 
 import pytest
-from sandbox_helpers import alive, bwrap_works, gone, process_tree, start_or_skip
+from sandbox_helpers import bwrap_works, gone, process_tree, start_or_skip
 
 SECRET_ENV = "RLIF_TEST_SECRET_TOKEN"
+FAST_UID = 65534  # rlif.sandbox.sandbox_uid default
 NEXT = ("print(sum(range(10)))", "OUT:45")  # the program every adversary is followed by
 
 
@@ -47,7 +49,10 @@ def contained(pool, program: str, inputs=("",), fn_name=None) -> list[str]:
 def assert_safe_to_signal(pool):
     """Canary: signalling any process and forking must be refused before the dangerous programs may run."""
     probe = "import os\ntry:\n    os.kill(os.getppid(), 0)\n    print('SIGNALS')\nexcept OSError:\n    print('DENIED')"
-    if contained(pool, probe) != ["OUT:DENIED"]:
+    # O_ASYNC owner: a descriptor whose I/O would signal the worker (works without Landlock signal scoping)
+    probe += "\nimport fcntl\ntry:\n    fcntl.fcntl(0, fcntl.F_SETOWN, os.getppid())\n    print('SIGIO')\n"
+    probe += "except OSError:\n    print('DENIED')"
+    if contained(pool, probe) != ["OUT:DENIED\nDENIED"]:
         pytest.fail("signals are not blocked in the sandbox; refusing to run kill/fork adversaries")
     if contained(pool, "import os\nprint(os.fork() if hasattr(os, 'fork') else 0)") != ["EXC:PermissionError"]:
         pytest.fail("fork is not blocked in the sandbox; refusing to run the fork bomb")
@@ -114,9 +119,15 @@ def test_killing_other_processes_is_refused(pool, target):
 
 def test_killing_through_ctypes_is_refused(pool):
     assert_safe_to_signal(pool)
-    program = "import ctypes, os\nprint(ctypes.CDLL(None).kill(os.getppid(), 9), ctypes.CDLL(None).kill(-1, 9))"
-    assert contained(pool, program) == ["OUT:-1 -1"]
-    assert alive(os.getpid())
+    victim = subprocess.Popen(["sleep", "30"])  # ours: the one process a failure here could hit besides the pool
+    try:
+        program = "import ctypes, os\nkill = ctypes.CDLL(None).kill\n"
+        program += f"print(kill(os.getppid(), 9), kill(-1, 9), kill({victim.pid}, 9))"
+        assert contained(pool, program) == ["OUT:-1 -1 -1"]
+        assert victim.poll() is None
+    finally:
+        victim.kill()
+        victim.wait()
 
 
 def test_environment_holds_no_secrets(pool):
@@ -229,3 +240,22 @@ def test_hash_and_random_are_deterministic(pool):
         assert other.run(program, [""]) == first
     finally:
         other.close()
+
+
+def test_nothing_persists_from_one_program_to_the_next(pool):
+    plant = (
+        "import os\nfor attempt in (lambda: open('../planted', 'w'), lambda: os.rename('.', '../moved')):\n"
+        "    try:\n        attempt()\n        print('WROTE')\n    except OSError:\n        print('DENIED')"
+    )
+    assert contained(pool, plant) == ["OUT:DENIED\nDENIED"]
+    assert contained(pool, "import os\nprint(os.listdir('..'))") == ["EXC:PermissionError"]
+    assert all(os.listdir(worker.base_dir) == [] for worker in pool._workers)  # the host side holds nothing
+
+
+def test_uid_drop_is_reported_as_it_is(pool):
+    state = pool.layers["uid_drop"]
+    if pool.layers["namespaces"].startswith("active"):  # bwrap maps the worker's uid to ours on the host
+        expected = "unavailable: namespaced only" if os.geteuid() == 0 else f"active (uid {FAST_UID}"
+        assert state.startswith(expected), state
+    elif os.geteuid() != 0:
+        assert state.startswith("not needed"), state

@@ -29,6 +29,8 @@ ADD = "a, b = map(int, input().split())\nprint(a + b)"
         ("```python\nprint(1)\n```\n<think>\n```python\nprint(2)\n```\n</think>\n```python\nprint(3)\n```", "print(3)"),
         ("<think>```python\nprint(2)\n```</think> no code after thinking", None),
         ("```python\nprint(1)\n", None),  # truncated: the block never closes
+        ('```python\ns = """\n    ```\n"""\nprint(s)\n```', 's = """\n    ```\n"""\nprint(s)'),  # indent 4: no fence
+        ("```python\nprint(1)\n   ```  ", "print(1)"),  # 3 spaces of indent and trailing blanks close it
         ("```python\n\n```", None),
         ("print(1)", None),
     ],
@@ -104,6 +106,15 @@ def test_extract_many_matches_extract(configured):
     code = get_extractor("code")
     items = [(f"```python\nprint(int(input()) * {i})\n```", {"inputs": ["2"]}) for i in range(6)]
     assert code.extract_many(items) == [code.extract(*item) for item in items]
+
+
+def test_a_sandbox_failure_is_no_answer_not_an_exception(monkeypatch):
+    class Broken:
+        def run(self, *args):
+            raise OSError(24, "Too many open files")
+
+    monkeypatch.setattr(sandbox, "get_executor", Broken)
+    assert get_extractor("code").extract(f"```python\n{ADD}\n```", {"inputs": ["1 2"]}) is None
 
 
 def test_vote_cli_code_task(tmp_path, capsys):

@@ -1,5 +1,7 @@
 """The seccomp and Landlock layers on their own: syscall tables, the assembled filter, and their effect in a fork."""
 
+import ctypes
+import fcntl
 import os
 import re
 import resource
@@ -8,6 +10,7 @@ import struct
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -80,9 +83,69 @@ def test_filter_blocks_processes_sockets_signals_but_not_threads():
             refused(lambda: os.execv("/bin/true", ["true"])),
         ]
         socket.socketpair()  # unix pairs reach nothing and stay allowed (asyncio needs them)
+        os.sched_setaffinity(0, os.sched_getaffinity(0))  # its own CPUs stay its business
+        fcntl.fcntl(0, fcntl.F_GETFL)
         return 0 if all(blocked) and ran == [1] else 1
 
     assert in_fork(check) == 0
+
+
+@pytest.mark.skipif(seccomp.machine() is None, reason="no syscall table for this machine")
+def test_filter_blocks_signals_by_io_ownership_other_processes_and_host_ipc():
+    """Without Landlock signal scoping (ABI < 6, Linux < 6.12), F_SETOWN + F_SETSIG + O_ASYNC would deliver any
+    signal to any pid the uid may signal; affinity, I/O priority and SysV/POSIX IPC reach other processes."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    number = seccomp.SYSCALLS[seccomp.machine()]
+
+    def check() -> int:
+        seccomp.Filter().install()
+        reader, _ = os.pipe()
+        blocked = [
+            refused(lambda: fcntl.fcntl(reader, fcntl.F_SETOWN, os.getppid())),
+            refused(lambda: fcntl.fcntl(reader, 10, 9)),  # F_SETSIG
+            refused(lambda: fcntl.fcntl(reader, 15, b"\0" * 8)),  # F_SETOWN_EX
+            refused(lambda: fcntl.ioctl(reader, 0x8901, struct.pack("i", os.getppid()))),  # FIOSETOWN
+            refused(lambda: fcntl.ioctl(reader, 0x8902, struct.pack("i", os.getppid()))),  # SIOCSPGRP
+            refused(lambda: os.sched_setaffinity(os.getppid(), {0})),
+        ]
+        raw = {name: libc.syscall(number[name], 0, 0, 0, 0) for name in ("ioprio_set", "shmget", "semget", "msgget")}
+        raw["mq_open"] = libc.syscall(number["mq_open"], b"/rlif-test", 0, 0, 0)
+        return 0 if all(blocked) and all(r == -1 for r in raw.values()) and ctypes.get_errno() == 1 else 1
+
+    assert in_fork(check) == 0
+
+
+@pytest.mark.skipif(seccomp.machine() is None or landlock.abi_version() < 1, reason="no seccomp table or Landlock")
+def test_io_ownership_signals_reach_no_process_below_landlock_abi_6(monkeypatch):
+    victim = subprocess.Popen(["sleep", "30"])  # our own child: the only process the attack could hit
+    monkeypatch.setattr(landlock, "abi_version", lambda: 5)  # as on Linux < 6.12: no signal scoping
+    ruleset, flt = landlock.Ruleset([sys.prefix, sys.base_prefix, *landlock.SYSTEM_READ_PATHS]), seccomp.Filter()
+
+    def attack() -> int:
+        seccomp.set_no_new_privs()
+        ruleset.restrict_self()
+        flt.install()
+        reader, writer = os.pipe()
+        for set_up in (
+            lambda: fcntl.fcntl(reader, fcntl.F_SETOWN, victim.pid),
+            lambda: fcntl.fcntl(reader, 10, 9),
+            lambda: fcntl.fcntl(reader, fcntl.F_SETFL, fcntl.fcntl(reader, fcntl.F_GETFL) | os.O_ASYNC),
+        ):
+            try:
+                set_up()
+            except OSError:
+                pass
+        os.write(writer, b"x")
+        return 0
+
+    try:
+        assert in_fork(attack) == 0
+        with pytest.raises(subprocess.TimeoutExpired):
+            victim.wait(timeout=0.3)
+    finally:
+        victim.kill()
+        victim.wait()
+        ruleset.close()
 
 
 @pytest.mark.skipif(landlock.abi_version() < 1, reason="Landlock is not available in this kernel")
@@ -90,11 +153,11 @@ def test_landlock_allows_only_its_paths(tmp_path):
     private, outside = tmp_path / "private", tmp_path / "outside"
     private.mkdir()
     outside.mkdir()
-    ruleset = landlock.Ruleset([os.path.dirname(os.__file__)], [str(private)])
+    ruleset = landlock.Ruleset([os.path.dirname(os.__file__)])
 
     def check() -> int:
         seccomp.set_no_new_privs()  # Landlock needs it
-        ruleset.restrict_self()
+        ruleset.restrict_self([str(private)])
         (private / "ok").write_text("x")
         os.listdir(os.path.dirname(os.__file__))
         denied = [
@@ -106,6 +169,13 @@ def test_landlock_allows_only_its_paths(tmp_path):
 
     assert in_fork(check) == 0
     assert (private / "ok").exists() and not (outside / "no").exists()
+
+    def other_child() -> int:  # the private rule was the first child's: the shared ruleset did not widen
+        seccomp.set_no_new_privs()
+        ruleset.restrict_self()
+        return 0 if refused(lambda: (private / "later").write_text("x")) else 1
+
+    assert in_fork(other_child) == 0 and not (private / "later").exists()
     ruleset.close()
 
 
@@ -130,3 +200,43 @@ def test_a_failed_child_setup_never_runs_the_program(tmp_path):
     assert zygote.run_one(program, "", 5.0) == "SANDBOX_ERROR"
     assert not marker.exists() and list(tmp_path.iterdir()) == []
     assert len(zygote.warnings) == 1 and "child setup failed: SANDBOX:rlimits" in zygote.warnings[0]
+
+
+def test_wipe_never_follows_a_planted_link(tmp_path):
+    from verl_rlif.sandbox.zygote import _wipe
+
+    victim, base = tmp_path / "host", tmp_path / "base"
+    (victim / "a" / "b").mkdir(parents=True)
+    (victim / "a" / "keep.txt").write_text("host data")
+    victim.chmod(0o755)
+    (base / "run1x" / "locked").mkdir(parents=True)
+    (base / "run1x" / "locked").chmod(0)  # the program took its own permissions away
+    (base / "run1").symlink_to(victim)  # ... and replaced its renamed directory by a link to a host directory
+    (base / "run1x" / "link").symlink_to(victim / "a")
+    _wipe(str(base))
+    assert list(base.iterdir()) == []
+    assert (victim / "a" / "keep.txt").read_text() == "host data" and (victim / "a" / "b").is_dir()
+    assert oct(victim.stat().st_mode & 0o777) == "0o755" and oct((victim / "a").stat().st_mode & 0o777) != "0o700"
+
+
+def test_a_reaped_child_is_never_signalled_again(tmp_path, monkeypatch):
+    """Without pidfds the worker polls the exit with waitpid: after that the pid is free for another process."""
+    from verl_rlif.sandbox import zygote as zygote_module
+
+    reaped, signalled = [], []
+    poll_exit = zygote_module._poll_exit
+
+    def late_poll(pid):  # the child has written past the output cap and exited before the first look
+        time.sleep(0.3)
+        exited, status = poll_exit(pid)
+        if exited:
+            reaped.append(pid)
+        return exited, status
+
+    monkeypatch.setattr(zygote_module, "_pidfd", lambda pid: None)
+    monkeypatch.setattr(zygote_module, "_poll_exit", late_poll)
+    monkeypatch.setattr(zygote_module, "_kill_group", signalled.append)
+    config = {"base_dir": str(tmp_path), "float_digits": 6, "output_limit_bytes": 4096, "layers": {}}
+    zygote = zygote_module.Zygote(config)
+    assert zygote.run_one({"source": "print('x' * 5000)", "fn_name": None}, "", 5.0) == "OUTPUT_LIMIT"
+    assert reaped and not set(reaped) & set(signalled)

@@ -1,18 +1,33 @@
 """The local pool: signatures in both modes, fail-closed start-up, thread safety, restarts, cache, clean shutdown."""
 
+import contextlib
 import logging
 import os
 import signal
-import tempfile
 import threading
+import time
 
 import pytest
 from sandbox_helpers import FAST, alive, gone, start_or_skip
 
 from verl_rlif import sandbox
+from verl_rlif.answers.code import CodeExtractor
 from verl_rlif.config import SandboxConfig
+from verl_rlif.sandbox import local
 from verl_rlif.sandbox.executor import SandboxUnavailable, encode_inputs
 from verl_rlif.sandbox.local import LocalExecutor
+from verl_rlif.sandbox.signature import SANDBOX_ERROR, behaviour_key
+
+
+@contextlib.contextmanager
+def configured(executor):
+    """Make ``executor`` the process's sandbox (what the extractor uses) for a while."""
+    saved = sandbox._settings, sandbox._executor
+    sandbox._settings, sandbox._executor = executor.settings, executor
+    try:
+        yield
+    finally:
+        sandbox._settings, sandbox._executor = saved
 
 
 @pytest.fixture(scope="module")
@@ -51,12 +66,12 @@ def test_startup_logs_the_layers(caplog):
     assert "namespaces (off (rlif.sandbox.use_namespaces=false))" in line
 
 
-def test_missing_required_layer_refuses_and_leaves_nothing(tmp_path, monkeypatch):
-    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # where the workers' private directories go
+def test_missing_required_layer_refuses_and_leaves_nothing():
+    before = set(os.listdir(local._session_dir()))  # where the workers' private directories go
     executor = LocalExecutor(SandboxConfig(**FAST, use_namespaces=False, required_layers=("seccomp", "namespaces")))
     with pytest.raises(SandboxUnavailable, match=r"required isolation layer\(s\) \['namespaces'\].*allow_insecure"):
         executor.start()
-    assert executor.worker_pids == [] and list(tmp_path.iterdir()) == []
+    assert executor.worker_pids == [] and set(os.listdir(local._session_dir())) == before
 
 
 def test_insecure_opt_out_runs_and_warns(caplog):
@@ -91,18 +106,38 @@ def test_many_threads_share_the_pool(pool):
     assert results == {(t, i): [f"OUT:{t * 100 + i}"] for t in range(6) for i in range(15)}
 
 
-def test_run_many_keeps_order(pool):
-    jobs = [(f"print(input() * {i})", ["ab"], None) for i in range(12)]
-    assert pool.run_many(jobs) == [["OUT:" + "ab" * i] for i in range(12)]
+def test_extract_many_keeps_order(pool):
+    code = CodeExtractor()
+    items = [(f"```python\nprint(input() * {i})\n```", {"inputs": ["ab"]}) for i in range(12)]
+    with configured(pool):
+        keys = code.extract_many(items)
+    assert keys == [behaviour_key(["OUT:" + "ab" * i]) for i in range(12)]
 
 
 def test_killed_worker_is_restarted(pool):
     killed, old_dirs = pool.worker_pids, [w.base_dir for w in pool._workers]
     for pid in killed:
         os.killpg(pid, signal.SIGKILL)
-    assert pool.run_many([(f"print({i})", [""], None) for i in range(4)]) == [[f"OUT:{i}"] for i in range(4)]
-    assert all(alive(pid) for pid in pool.worker_pids) and not set(killed) & set(pool.worker_pids)
+    code = CodeExtractor()
+    items = [(f"```python\nprint({i})\n```", {"inputs": [""]}) for i in range(4)]
+    with configured(pool):  # restarts happen on the extractor's short-lived threads
+        assert code.extract_many(items) == [code.extract(*item) for item in items]
+    time.sleep(0.5)  # the threads that restarted them have ended: the workers must outlive them
+    assert all(w.proc.poll() is None for w in pool._workers) and not set(killed) & set(pool.worker_pids)
     assert not any(os.path.exists(d) for d in old_dirs)  # a dead worker's directory goes with it
+
+
+def test_workers_outlive_the_thread_that_started_them():
+    executor = LocalExecutor(SandboxConfig(**{**FAST, "workers": 1}, use_namespaces=False, allow_insecure=True))
+    starter = threading.Thread(target=executor.start)
+    starter.start()
+    starter.join()
+    try:
+        time.sleep(0.5)  # a parent-death signal tied to that thread would have fired by now
+        assert executor._workers[0].proc.poll() is None
+        assert executor.run("print(1)", [""]) == ["OUT:1"]
+    finally:
+        executor.close()
 
 
 def test_identical_requests_come_from_the_cache(pool):
@@ -158,3 +193,56 @@ def test_a_forked_process_gets_its_own_workers():
     finally:
         sandbox.shutdown()
         sandbox.configure(SandboxConfig())
+
+
+def test_a_fork_dropping_the_inherited_pool_leaves_the_parents_workers():
+    executor = start_or_skip(use_namespaces=False, workers=1)
+    try:
+        workers, dirs = list(executor.worker_pids), [w.base_dir for w in executor._workers]
+        pid = os.fork()
+        if pid == 0:  # the child's copy is closed and garbage-collected, as when a forked process drops it
+            executor.close()
+            import gc
+
+            gc.collect()
+            os._exit(0)
+        os.waitpid(pid, 0)
+        assert all(alive(p) for p in workers) and all(os.path.isdir(d) for d in dirs)
+        assert executor.run("print(2)", [""]) == ["OUT:2"]
+    finally:
+        executor.close()
+
+
+def test_a_forked_child_that_exits_without_cleaning_up_leaves_nothing_in_tmp():
+    sandbox.configure(SandboxConfig(**{**FAST, "workers": 1}, use_namespaces=False))
+    try:
+        sandbox.get_executor()
+        pid = os.fork()
+        if pid == 0:
+            sandbox.get_executor().run("print(1)", [""])
+            os._exit(0)  # as multiprocessing and data-loader workers end: no atexit, no finalizers
+        os.waitpid(pid, 0)
+        root = os.path.dirname(local._session_dir())
+        assert not [name for name in os.listdir(root) if name.startswith(f"rlif-sandbox-{pid}-")]
+        left = [name for name in os.listdir(local._session_dir()) if name.startswith(f"rlif-sandbox-{pid}-")]
+        assert len(left) == 1  # inside this process's directory, which goes when this process exits
+    finally:
+        sandbox.shutdown()
+        sandbox.configure(SandboxConfig())
+
+
+def test_a_worker_that_cannot_restart_gives_sandbox_error_not_an_exception(monkeypatch):
+    executor = start_or_skip(use_namespaces=False, workers=1)
+    try:
+        os.killpg(executor.worker_pids[0], signal.SIGKILL)
+        executor._workers[0].proc.wait()
+
+        def no_space(*args, **kwargs):
+            raise OSError(28, "No space left on device")
+
+        monkeypatch.setattr(local.tempfile, "mkdtemp", no_space)
+        assert executor.run("print(3)", [""]) == [SANDBOX_ERROR]
+        monkeypatch.undo()
+        assert executor.run("print(3)", [""]) == ["OUT:3"]  # not cached: the next try really runs
+    finally:
+        executor.close()

@@ -82,3 +82,15 @@ def test_sandbox_errors_and_unreachable_servers_mean_no_result(server):
 def test_backend_needs_its_url():
     with pytest.raises(ValueError, match="needs the run_code endpoint"):
         SandboxConfig(backend="sandbox_fusion")
+
+
+def test_hash_and_random_are_deterministic_and_match_the_local_pool(server):
+    # the stub runs `python -I -c`, which ignores PYTHONHASHSEED: the script must fix the seed itself
+    program = "import random\nprint(random.random(), hash('abc'), list({'a', 'b', 'c', 'd', 'e', 'f', 'g'}))"
+    first = remote(server).run(program, [""])
+    assert first[0].startswith("OUT:") and remote(server).run(program, [""]) == first  # a new executor: no cache
+    local = start_or_skip(workers=1, use_namespaces=False)
+    try:
+        assert local.run(program, [""]) == first
+    finally:
+        local.close()

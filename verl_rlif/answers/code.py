@@ -1,9 +1,10 @@
 """The ``code`` extractor: a response's program, run on the prompt's inputs; key = hash of its behaviour.
 
 Program: the last fenced block tagged ``python``/``py``/``python3`` (any case), else the last untagged fenced
-block; fences are ```` ``` ```` or ``~~~`` (3 or more, up to 3 spaces of indent), closed by the same character
-at least as long. With a ``</think>`` in the response only the text after the last one is searched. An
-unclosed block (a truncated response) is no program. No block: no answer.
+block; fences are ```` ``` ```` or ``~~~`` (3 or more, up to 3 spaces of indent), closed by a line of the same
+character at least as long, also indented at most 3 spaces (a more indented fence line is part of the program).
+With a ``</think>`` in the response only the text after the last one is searched. An unclosed block (a truncated
+response) is no program. No block: no answer.
 
 Inputs (``extra_info``, never expected outputs, which would be labels):
 
@@ -36,7 +37,13 @@ logger = logging.getLogger(__name__)
 MAX_PROGRAM_CHARS = 100_000
 PYTHON_TAGS = ("python", "py", "python3")
 _FENCE = re.compile(r"^ {0,3}(`{3,}|~{3,})\s*([^\s`~]*)")
+_CLOSE = re.compile(r"^ {0,3}(`{3,}|~{3,})[ \t]*$")  # CommonMark: at most 3 spaces of indent, nothing after
 _warned: set[str] = set()
+
+
+def _closes(line: str, fence: str) -> bool:
+    match = _CLOSE.match(line)
+    return match is not None and match.group(1)[0] == fence[0] and len(match.group(1)) >= len(fence)
 
 
 def extract_program(response: str) -> str | None:
@@ -50,7 +57,7 @@ def extract_program(response: str) -> str | None:
             match = _FENCE.match(line)
             if match:
                 fence, tag, lines = match.group(1), match.group(2).lower(), []
-        elif line.strip() and set(line.strip()) == {fence[0]} and len(line.strip()) >= len(fence):
+        elif _closes(line, fence):
             blocks.append((tag, "\n".join(lines)))
             fence = None
         else:
@@ -146,6 +153,7 @@ class CodeExtractor(AnswerExtractor):
         self, response: str, extra_info: dict[str, Any] | None = None, last_number_fallback: bool = False
     ) -> Hashable | None:
         from verl_rlif import sandbox
+        from verl_rlif.sandbox.executor import SandboxUnavailable
         from verl_rlif.sandbox.signature import behaviour_key
 
         program = self.find(response, extra_info or {})
@@ -158,6 +166,11 @@ class CodeExtractor(AnswerExtractor):
             signatures = sandbox.get_executor().run(program, *spec)
         except (TypeError, ValueError):  # inputs that are not JSON (e.g. objects from a parquet column)
             _warn_once("verl-rlif code extractor: extra_info['inputs'] holds values that are not JSON; no answer")
+            return None
+        except SandboxUnavailable:  # fail closed: a node without the required isolation runs no model code
+            raise
+        except (OSError, RuntimeError):  # the sandbox failed, not the program: no answer, never a crashed step
+            logger.exception("verl-rlif code extractor: the sandbox failed; this response gets no answer")
             return None
         return behaviour_key(signatures)
 

@@ -4,22 +4,28 @@
 Stdin mode (``fn_name`` None): each input is the program's stdin text. Function-call mode: each input is the
 argument list (or keyword object) of ``fn_name``, a JSON-serialisable value. At most ``max_inputs`` inputs are
 used. Identical (program, inputs) pairs are answered from a bounded cache: a group of sampled responses often
-holds the same program several times. Thread-safe: verl's reward workers call it from many threads at once.
+holds the same program several times. Results holding ``SANDBOX_ERROR`` (an infrastructure failure, not the
+program's behaviour) are not cached, so the program runs again next time. An ``OSError`` of the backend (a worker
+that cannot be restarted) becomes ``SANDBOX_ERROR`` for that request, logged, never an exception. Thread-safe:
+verl's reward workers call it from many threads at once.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import threading
 from abc import ABC, abstractmethod
 from collections import OrderedDict
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from verl_rlif.config import SandboxConfig
+from verl_rlif.sandbox.signature import SANDBOX_ERROR
+
+logger = logging.getLogger(__name__)
 
 CACHE_ENTRIES = 16384
 
@@ -70,18 +76,18 @@ class Executor(ABC):
             if key in self._cache:
                 self._cache.move_to_end(key)
                 return list(self._cache[key])
-        signatures = self._run(program, encoded, fn_name)
+        try:
+            signatures = self._run(program, encoded, fn_name)
+        except OSError:
+            logger.exception("verl-rlif sandbox: the backend failed; the program gets no result this time")
+            return [SANDBOX_ERROR] * len(encoded)
+        if SANDBOX_ERROR in signatures:  # the infrastructure's failure, not the program's behaviour: try again later
+            return list(signatures)
         with self._cache_lock:
             self._cache[key] = signatures
             if len(self._cache) > CACHE_ENTRIES:
                 self._cache.popitem(last=False)
         return list(signatures)
-
-    def run_many(self, jobs: Sequence[tuple[str, Sequence[Any], str | None]]) -> list[list[str]]:
-        """:meth:`run` for many (program, inputs, fn_name) jobs, ``parallelism`` at a time, results in order."""
-        self.start()
-        with ThreadPoolExecutor(max_workers=max(1, self.parallelism), thread_name_prefix="rlif-sandbox") as pool:
-            return list(pool.map(lambda job: self.run(*job), jobs))
 
     @abstractmethod
     def _run(self, program: str, inputs: list[str], fn_name: str | None) -> list[str]:

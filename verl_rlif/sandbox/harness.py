@@ -13,6 +13,7 @@ import builtins
 import importlib
 import json
 import math
+import random
 import sys
 
 # Names every program sees without importing them, as verl's SandboxFusion wrapper and LiveCodeBench provide them:
@@ -128,6 +129,7 @@ def _call(names: dict, fn_name: str, args, float_digits: int) -> str:
 def run(source: str, fn_name: str | None, args_json: str | None, float_digits: int, report) -> None:
     """Execute ``source`` (stdin mode when ``fn_name`` is None, else call ``fn_name`` with the JSON ``args``) and
     pass the record to ``report``. Never raises: every failure of the program becomes a record."""
+    random.seed(0)  # a fork reseeds it from urandom, a fresh interpreter too: the same program must behave the same
     try:
         names = namespace(main=fn_name is None)
         exec(compile(source, "<program>", "exec"), names)

@@ -1,11 +1,13 @@
 """Landlock rules for sandboxed programs (Linux >= 5.13; stdlib + ctypes only).
 
-One ruleset is created per worker process and applied in each forked child with a single
-``landlock_restrict_self`` call. It handles every access right the kernel's ABI knows, so everything not granted
-is denied: read (and execute) beneath the Python installation and the system library directories, full access
-beneath the worker's private base directory except creating device nodes, nothing else (no ``/proc``, no home
-directories, no ``/tmp``). From ABI 4 on, TCP bind and connect are denied; from ABI 6 on, signals to processes
-outside the sandbox and abstract unix sockets are denied ("scoped").
+A worker opens the read-only paths once (``O_PATH`` descriptors it keeps); each forked child builds a fresh
+ruleset from them plus its own private run directory and applies it (a rule added to a ruleset shared by the
+worker would widen it for every later child). The ruleset handles every access right the kernel's ABI knows,
+so everything not granted is denied: read (and execute) beneath the Python installation and the system library
+directories, full access beneath the run directory except creating device nodes, nothing else (no ``/proc``,
+no home directories, no ``/tmp``, not the worker's base directory or an earlier program's files). From ABI 4
+(Linux 6.7) on, TCP bind and connect are denied; from ABI 6 (Linux 6.12) on, signals to processes outside the
+sandbox and abstract unix sockets are denied ("scoped"); below that, seccomp refuses signals.
 """
 
 from __future__ import annotations
@@ -58,9 +60,9 @@ def _fs_rights(abi: int) -> int:
 
 
 class Ruleset:
-    """An open Landlock ruleset: read-only ``read_paths``, private (read/write/create/remove) ``private_paths``."""
+    """Read-only ``read_paths`` (opened now); :meth:`restrict_self` adds private (read/write/create/remove) paths."""
 
-    def __init__(self, read_paths: list[str], private_paths: list[str]) -> None:
+    def __init__(self, read_paths: list[str]) -> None:
         self.abi = abi_version()
         if self.abi < 1:
             raise OSError("Landlock is not available (needs Linux >= 5.13 with landlock in the LSM list)")
@@ -70,13 +72,14 @@ class Ruleset:
             attr += struct.pack("<Q", NET_BIND_TCP | NET_CONNECT_TCP)
         if self.abi >= 6:
             attr += struct.pack("<Q", SCOPE_ABSTRACT_UNIX_SOCKET | SCOPE_SIGNAL)
-        buffer = ctypes.create_string_buffer(attr, len(attr))
-        self.fd = _syscall(SYS_CREATE_RULESET, buffer, ctypes.c_size_t(len(attr)), ctypes.c_uint32(0))
-        self.paths: list[str] = []
+        self._attr = ctypes.create_string_buffer(attr, len(attr))
+        self._rules: list[tuple[int, int]] = []  # (O_PATH descriptor, rights), kept open for every child
         for path in read_paths:
-            self._allow(path, READ)
-        for path in private_paths:
-            self._allow(path, PRIVATE)
+            try:
+                fd = os.open(path, os.O_PATH | os.O_CLOEXEC)
+            except OSError:  # a path this machine lacks grants nothing
+                continue
+            self._rules.append((fd, READ if os.path.isdir(path) else READ & FILE_RIGHTS))
 
     @property
     def network(self) -> bool:
@@ -86,24 +89,29 @@ class Ruleset:
     def scoped(self) -> bool:
         return self.abi >= 6
 
-    def _allow(self, path: str, rights: int) -> None:
-        try:
-            fd = os.open(path, os.O_PATH | os.O_CLOEXEC)
-        except OSError:  # a path this machine lacks grants nothing
-            return
-        try:
-            if not os.path.isdir(path):
-                rights &= FILE_RIGHTS
-            rule = struct.pack("<Qi", rights & self.handled, fd)
-            buffer = ctypes.create_string_buffer(rule, len(rule))
-            _syscall(SYS_ADD_RULE, ctypes.c_int(self.fd), ctypes.c_int(RULE_PATH_BENEATH), buffer, ctypes.c_uint32(0))
-            self.paths.append(path)
-        finally:
-            os.close(fd)
+    def _add(self, ruleset_fd: int, fd: int, rights: int) -> None:
+        rule = struct.pack("<Qi", rights & self.handled, fd)
+        buffer = ctypes.create_string_buffer(rule, len(rule))
+        _syscall(SYS_ADD_RULE, ctypes.c_int(ruleset_fd), ctypes.c_int(RULE_PATH_BENEATH), buffer, ctypes.c_uint32(0))
 
-    def restrict_self(self) -> None:
-        """Apply the ruleset to the calling process (needs no-new-privileges set first)."""
-        _syscall(SYS_RESTRICT_SELF, ctypes.c_int(self.fd), ctypes.c_uint32(0))
+    def restrict_self(self, private_paths: tuple[str, ...] | list[str] = ()) -> None:
+        """Apply the read rules plus full access beneath each existing directory in ``private_paths`` to the calling
+        process (needs no-new-privileges set first). The ruleset is built here, so nothing is shared with others."""
+        ruleset_fd = _syscall(SYS_CREATE_RULESET, self._attr, ctypes.c_size_t(len(self._attr)), ctypes.c_uint32(0))
+        try:
+            for fd, rights in self._rules:
+                self._add(ruleset_fd, fd, rights)
+            for path in private_paths:
+                fd = os.open(path, os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+                try:
+                    self._add(ruleset_fd, fd, PRIVATE)
+                finally:
+                    os.close(fd)
+            _syscall(SYS_RESTRICT_SELF, ctypes.c_int(ruleset_fd), ctypes.c_uint32(0))
+        finally:
+            os.close(ruleset_fd)
 
     def close(self) -> None:
-        os.close(self.fd)
+        for fd, _ in self._rules:
+            os.close(fd)
+        self._rules = []

@@ -8,11 +8,12 @@ private directory). Workers report which layers they could establish; :meth:`Loc
 line with them and refuses (:class:`SandboxUnavailable`) when a required layer is missing, unless
 ``allow_insecure``. A worker that misses its deadline is killed with its process group and restarted on the
 next request (that request's inputs get ``SANDBOX_ERROR``); a worker found dead (killed from outside) is
-restarted and the request retried once, since its program never ran.
+restarted and the request retried once (programs leave nothing behind, so a partial first try is harmless).
 """
 
 from __future__ import annotations
 
+import atexit
 import json
 import logging
 import os
@@ -25,6 +26,7 @@ import tempfile
 import threading
 import time
 import weakref
+from concurrent.futures import Future
 from pathlib import Path
 
 from verl_rlif.config import SandboxConfig
@@ -52,6 +54,66 @@ ENVIRONMENT = {
     "OPENBLAS_NUM_THREADS": "1",  # OpenBLAS thread creation fails under an address-space limit
     "MKL_NUM_THREADS": "1",
 }
+
+
+class _Spawner:
+    """Starts every worker process from one long-lived thread per process. The workers' parent-death signal
+    (``PR_SET_PDEATHSIG``) and bwrap's ``--die-with-parent`` fire when the *thread* that forked them exits, so a
+    worker (re)started from a short-lived thread (a ``ThreadPoolExecutor`` of reward threads) would die with that
+    thread. This thread ends only with the process, which keeps "the workers die with the trainer"."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._pid: int | None = None
+        self._jobs: queue.SimpleQueue | None = None
+        os.register_at_fork(after_in_child=self._forget)  # the thread does not exist in a forked child
+
+    def _forget(self) -> None:
+        self._lock, self._pid, self._jobs = threading.Lock(), None, None
+
+    def call(self, fn):
+        with self._lock:
+            if self._pid != os.getpid():
+                self._jobs, self._pid = queue.SimpleQueue(), os.getpid()
+                threading.Thread(
+                    target=self._serve, args=(self._jobs,), name="rlif-sandbox-spawner", daemon=True
+                ).start()
+            jobs = self._jobs
+        done: Future = Future()
+        jobs.put((fn, done))
+        return done.result()
+
+    @staticmethod
+    def _serve(jobs: queue.SimpleQueue) -> None:
+        while True:
+            fn, done = jobs.get()
+            try:
+                done.set_result(fn())
+            except BaseException as error:  # handed to the caller
+                done.set_exception(error)
+
+
+_spawner = _Spawner()
+_session_lock = threading.Lock()
+_session: dict[str, object] = {"pid": None, "dir": None}
+
+
+def _session_dir() -> str:
+    """This process's directory for its workers' base directories, removed when the process exits. A forked child
+    makes its own inside its parent's: a child that ends with ``os._exit`` (multiprocessing, data-loader workers)
+    runs no clean-up, and the parent's exit then removes what it left."""
+    with _session_lock:
+        if _session["pid"] != os.getpid():
+            parent = _session["dir"] if _session["dir"] and os.path.isdir(str(_session["dir"])) else None
+            path = tempfile.mkdtemp(prefix=f"rlif-sandbox-{os.getpid()}-", dir=parent)
+            _session.update(pid=os.getpid(), dir=path)
+            atexit.register(_remove_session_dir, path, os.getpid())
+        return str(_session["dir"])
+
+
+def _remove_session_dir(path: str, owner_pid: int) -> None:
+    if os.getpid() == owner_pid:
+        shutil.rmtree(path, ignore_errors=True)
 
 
 def _bwrap_prefix(base_dir: str, size_bytes: int, uid: int) -> list[str]:
@@ -97,7 +159,7 @@ class _Worker:
 
     def start(self) -> dict:
         self.close()  # a worker that died on its own still has its directory
-        self.base_dir = tempfile.mkdtemp(prefix=f"rlif-sandbox-{os.getpid()}-{self.index}-")
+        self.base_dir = tempfile.mkdtemp(prefix=f"worker{self.index}-", dir=_session_dir())
         wrapper = []
         if self.settings.use_namespaces:
             size = self.settings.file_size_limit_mb * 2**20
@@ -116,14 +178,16 @@ class _Worker:
     def _launch(self, wrapper: list[str]) -> tuple[dict | None, str]:
         command = [*wrapper, sys.executable, "-s", str(ZYGOTE), json.dumps(self._config())]
         stderr = tempfile.TemporaryFile()
-        self.proc = subprocess.Popen(
-            command,
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=stderr,
-            env=ENVIRONMENT,
-            cwd=self.base_dir,
-            start_new_session=True,  # its own process group: one kill takes the worker and anything under it
+        self.proc = _spawner.call(
+            lambda: subprocess.Popen(
+                command,
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=stderr,
+                env=ENVIRONMENT,
+                cwd=self.base_dir,
+                start_new_session=True,  # its own process group: one kill takes the worker and anything under it
+            )
         )
         try:
             hello = protocol.receive(self.proc.stdout.fileno(), time.monotonic() + STARTUP_DEADLINE_S)
@@ -183,7 +247,9 @@ class _Worker:
             self.base_dir = None
 
 
-def _close_workers(workers: list[_Worker]) -> None:
+def _close_workers(workers: list[_Worker], owner_pid: int) -> None:
+    if os.getpid() != owner_pid:  # a forked copy of the pool: the workers and directories are the parent's
+        return
     for worker in workers:
         worker.close()
 
@@ -199,7 +265,7 @@ class LocalExecutor(Executor):
         self._started = False
         self._expected: tuple[dict, str] = ({}, "")
         # never closed (garbage-collected, or still open at interpreter exit): workers and directories go anyway
-        weakref.finalize(self, _close_workers, self._workers)
+        weakref.finalize(self, _close_workers, self._workers, self.owner_pid)
 
     def start(self) -> None:
         if os.getpid() != self.owner_pid:
@@ -280,7 +346,7 @@ class LocalExecutor(Executor):
             return True
         try:
             worker.start()
-        except SandboxUnavailable:
+        except (SandboxUnavailable, OSError):  # e.g. no space for its directory, fork failing under load
             logger.exception("verl-rlif sandbox: could not restart a worker")
             return False
         if (worker.hello["layers"], worker.namespaces) != self._expected:
@@ -295,6 +361,6 @@ class LocalExecutor(Executor):
 
     def close(self) -> None:
         with self._start_lock:
-            _close_workers(self._workers)
+            _close_workers(self._workers, self.owner_pid)
             self._started = False
             self._idle = queue.Queue()

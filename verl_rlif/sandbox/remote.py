@@ -23,7 +23,14 @@ from pathlib import Path
 
 from verl_rlif.config import SandboxConfig
 from verl_rlif.sandbox.executor import Executor
-from verl_rlif.sandbox.signature import OUTPUT_LIMIT, SANDBOX_ERROR, SKIPPED, TIMEOUT, bounded, from_record
+from verl_rlif.sandbox.signature import (
+    OUTPUT_LIMIT,
+    SANDBOX_ERROR,
+    TIMEOUT,
+    bounded,
+    each_until_timeout,
+    from_record,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -32,6 +39,18 @@ RETRIES_ON_504 = 3
 RETRY_DELAY_S = 1.0
 TRANSPORT_SLACK_S = 30.0  # request timeout on top of the run and compile timeouts (queueing on the server)
 HARNESS_SOURCE = Path(__file__).with_name("harness.py").read_text(encoding="utf-8")
+# str hashes (set order) must not depend on the server's interpreter: without PYTHONHASHSEED=0 the script runs
+# itself again with it (-I and -E, which would ignore it, become -s); the marker variable stops a second round
+HASH_SEED_GUARD = """
+import os as _rlif_os, sys as _rlif_sys
+if _rlif_sys.flags.hash_randomization and not _rlif_os.environ.pop("RLIF_HASHSEED_SET", None):
+    if hasattr(_rlif_sys, "orig_argv"):
+        _rlif_os.environ.update(PYTHONHASHSEED="0", RLIF_HASHSEED_SET="1")
+        _rlif_flags = {"-I": ["-s"], "-E": []}
+        _rlif_argv = [a for arg in _rlif_sys.orig_argv[1:] for a in _rlif_flags.get(arg, [arg])]
+        _rlif_os.execv(_rlif_sys.executable, [_rlif_sys.executable, *_rlif_argv])
+_rlif_os.environ.pop("RLIF_HASHSEED_SET", None)
+"""
 
 
 def remote_code(program: str, fn_name: str | None, args_json: str | None, float_digits: int) -> str:
@@ -41,12 +60,13 @@ def remote_code(program: str, fn_name: str | None, args_json: str | None, float_
         f"def _rlif_report(record):\n"
         f"    import os\n"
         f"    os.write(2, ('\\n' + {MARKER!r} + record + '\\n').encode('utf-8', 'surrogateescape'))\n\n\n"
+        f"{HASH_SEED_GUARD}\n\n"
         f"run({program!r}, {fn_name!r}, {args_json!r}, {int(float_digits)}, _rlif_report)\n"
     )
 
 
 class SandboxFusionExecutor(Executor):
-    """Signatures from a SandboxFusion server; ``sandbox_fusion_concurrency`` requests in flight in ``run_many``."""
+    """Signatures from a SandboxFusion server; ``sandbox_fusion_concurrency`` requests in flight (``parallelism``)."""
 
     def __init__(self, settings: SandboxConfig) -> None:
         super().__init__(settings)
@@ -69,11 +89,7 @@ class SandboxFusionExecutor(Executor):
         self._started = False
 
     def _run(self, program: str, inputs: list[str], fn_name: str | None) -> list[str]:
-        signatures: list[str] = []
-        for arg in inputs:
-            timed_out = TIMEOUT in signatures
-            signatures.append(SKIPPED if timed_out else self._run_one(program, arg, fn_name))
-        return signatures
+        return each_until_timeout(inputs, lambda arg: self._run_one(program, arg, fn_name))
 
     def _run_one(self, program: str, arg: str, fn_name: str | None) -> str:
         s = self.settings

@@ -3,9 +3,13 @@
 The filter allows everything except (``EPERM``, or ``ENOSYS`` for ``clone3`` so that libc falls back to
 ``clone``): new processes (``fork``/``vfork``/``clone`` without ``CLONE_THREAD`` or with namespace flags,
 ``execve``), network sockets (``socket``; ``socketpair`` stays, it reaches nothing), signals to any process
-(``kill``/``tgkill``/...), ``setsid``/``setpgid`` (the parent kills the program by its process group), raising
-resource limits, tracing and other processes' memory, namespaces and mounts, io_uring, and the kernel surfaces
-a root process could otherwise reach (modules, clock, reboot, swap, keys, bpf, perf, scheduling policy).
+(``kill``/``tgkill``/..., and asynchronous I/O signals: ``fcntl`` ``F_SETOWN``/``F_SETOWN_EX``/``F_SETSIG`` and
+``ioctl`` ``FIOSETOWN``/``SIOCSPGRP``, which would let ``O_ASYNC`` deliver a chosen signal to any pid),
+``setsid``/``setpgid`` (the parent kills the program by its process group), raising resource limits, tracing and
+other processes' memory, CPU affinity of other processes (``sched_setaffinity`` only for pid 0, i.e. itself),
+I/O priority, System V and POSIX message-queue IPC (which reach the host's IPC objects without an IPC
+namespace), namespaces and mounts, io_uring, and the kernel surfaces a root process could otherwise reach
+(modules, clock, reboot, swap, keys, bpf, perf, scheduling policy).
 A foreign architecture (e.g. the i386 ABI on x86_64) kills the process; x32 system calls are refused.
 
 Built once per worker process (the instructions are plain bytes) and installed in each forked child in one
@@ -55,11 +59,16 @@ DENIED = (
     "request_key kexec_load kexec_file_load init_module finit_module delete_module reboot swapon swapoff kcmp "
     "name_to_handle_at open_by_handle_at iopl ioperm mknod mknodat settimeofday clock_settime clock_adjtime "
     "adjtimex sethostname setdomainname acct quotactl syslog vhangup fanotify_init sched_setscheduler "
-    "sched_setparam sched_setattr setpriority mlockall uselib personality modify_ldt lookup_dcookie nfsservctl"
+    "sched_setparam sched_setattr setpriority mlockall uselib personality modify_ldt lookup_dcookie nfsservctl "
+    "ioprio_set migrate_pages move_pages shmget shmat shmctl semget semop semtimedop semctl msgget msgsnd msgrcv "
+    "msgctl mq_open mq_unlink"
 ).split()
+# fcntl/ioctl commands that choose who receives SIGIO (or the F_SETSIG signal) when I/O is ready on a descriptor
+F_SETOWN, F_SETSIG, F_SETOWN_EX = 8, 10, 15
+FIOSETOWN, SIOCSPGRP = 0x8901, 0x8902
 
 # linux/arch/x86/entry/syscalls/syscall_64.tbl and include/uapi/asm-generic/unistd.h (checked against the headers
-# by tests/sandbox/test_seccomp.py where they are installed)
+# by tests/sandbox/test_layers.py where they are installed)
 SYSCALLS = {
     "x86_64": {
         "clone": 56, "clone3": 435, "prlimit64": 302, "fork": 57, "vfork": 58, "execve": 59, "execveat": 322,
@@ -77,7 +86,10 @@ SYSCALLS = {
         "acct": 163, "quotactl": 179, "syslog": 103, "vhangup": 153, "fanotify_init": 300,
         "sched_setscheduler": 144, "sched_setparam": 142, "sched_setattr": 314, "setpriority": 141,
         "mlockall": 151, "uselib": 134, "personality": 135, "modify_ldt": 154, "lookup_dcookie": 212,
-        "nfsservctl": 180,
+        "nfsservctl": 180, "fcntl": 72, "ioctl": 16, "sched_setaffinity": 203, "ioprio_set": 251,
+        "migrate_pages": 256, "move_pages": 279, "shmget": 29, "shmat": 30, "shmctl": 31, "semget": 64,
+        "semop": 65, "semtimedop": 220, "semctl": 66, "msgget": 68, "msgsnd": 69, "msgrcv": 70, "msgctl": 71,
+        "mq_open": 240, "mq_unlink": 241,
     },
     "aarch64": {
         "clone": 220, "clone3": 435, "prlimit64": 261, "execve": 221, "execveat": 281, "socket": 198,
@@ -94,7 +106,10 @@ SYSCALLS = {
         "adjtimex": 171, "sethostname": 161, "setdomainname": 162, "acct": 89, "quotactl": 60, "syslog": 116,
         "vhangup": 58, "fanotify_init": 262, "sched_setscheduler": 119, "sched_setparam": 118,
         "sched_setattr": 274, "setpriority": 140, "mlockall": 230, "personality": 92, "lookup_dcookie": 18,
-        "nfsservctl": 42,
+        "nfsservctl": 42, "fcntl": 25, "ioctl": 29, "sched_setaffinity": 122, "ioprio_set": 30,
+        "migrate_pages": 238, "move_pages": 239, "shmget": 194, "shmat": 196, "shmctl": 195, "semget": 190,
+        "semop": 193, "semtimedop": 192, "semctl": 191, "msgget": 186, "msgsnd": 189, "msgrcv": 188,
+        "msgctl": 187, "mq_open": 180, "mq_unlink": 181,
     },
 }  # fmt: skip
 AUDIT_ARCH = {"x86_64": 0xC000003E, "aarch64": 0xC00000B7}
@@ -151,6 +166,9 @@ def filter_program(arch: str | None = None) -> bytes:
     asm.jump(_JEQ_K, table["clone"], "clone", None)
     asm.jump(_JEQ_K, table["prlimit64"], "prlimit", None)
     asm.jump(_JEQ_K, table["clone3"], "enosys", None)
+    asm.jump(_JEQ_K, table["fcntl"], "fcntl", None)
+    asm.jump(_JEQ_K, table["ioctl"], "ioctl", None)
+    asm.jump(_JEQ_K, table["sched_setaffinity"], "affinity", None)
     for name in DENIED:
         if name in table:  # aarch64 has no fork, vfork, mknod, iopl, ...
             asm.jump(_JEQ_K, table[name], "eperm", None)
@@ -163,6 +181,19 @@ def filter_program(arch: str | None = None) -> bytes:
     asm.load(_arg_low(2))
     asm.jump(_JEQ_K, 0, None, "eperm")
     asm.load(_arg_high(2))
+    asm.jump(_JEQ_K, 0, "allow", "eperm")
+    asm.label("fcntl")  # the command is an unsigned int: the low word decides
+    asm.load(_arg_low(1))
+    for command in (F_SETOWN, F_SETSIG, F_SETOWN_EX):
+        asm.jump(_JEQ_K, command, "eperm", None)
+    asm.ret(RET_ALLOW)
+    asm.label("ioctl")
+    asm.load(_arg_low(1))
+    for command in (FIOSETOWN, SIOCSPGRP):
+        asm.jump(_JEQ_K, command, "eperm", None)
+    asm.ret(RET_ALLOW)
+    asm.label("affinity")  # only its own threads' (pid 0): another process's CPUs are not the program's to pin
+    asm.load(_arg_low(0))
     asm.jump(_JEQ_K, 0, "allow", "eperm")
     asm.ret(RET_ERRNO | errno.ENOSYS, "enosys")
     asm.ret(RET_ERRNO | errno.EPERM, "eperm")

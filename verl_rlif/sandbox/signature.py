@@ -28,6 +28,18 @@ TIMEOUT = "TIMEOUT"
 MEMORY = "MEMORY"
 OUTPUT_LIMIT = "OUTPUT_LIMIT"
 SKIPPED = "SKIPPED"
+
+
+def each_until_timeout(inputs, run_one) -> list[str]:
+    """``run_one(input)`` for each input in order; once one gives ``TIMEOUT`` the rest are ``SKIPPED`` (a program
+    that hangs on one input costs one deadline, not one per input). Shared by the local worker and the remote
+    backend so both produce the same signatures."""
+    signatures: list[str] = []
+    for item in inputs:
+        signatures.append(SKIPPED if TIMEOUT in signatures else run_one(item))
+    return signatures
+
+
 SANDBOX_ERROR = "SANDBOX_ERROR"
 
 # a decimal with a fraction or an exponent; plain integers stay exact

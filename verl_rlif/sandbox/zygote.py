@@ -26,18 +26,24 @@ if __name__ == "__main__":  # run as a script: import this package from its root
 
 import ctypes
 import fcntl
+import functools
 import gc
 import json
 import math
-import random
 import resource
 import select
-import shutil
 import signal
 import time
 
 from verl_rlif.sandbox import harness, landlock, protocol, seccomp
-from verl_rlif.sandbox.signature import OUTPUT_LIMIT, SANDBOX_ERROR, SKIPPED, TIMEOUT, bounded, from_record
+from verl_rlif.sandbox.signature import (
+    OUTPUT_LIMIT,
+    SANDBOX_ERROR,
+    TIMEOUT,
+    bounded,
+    each_until_timeout,
+    from_record,
+)
 
 SETUP_FAILED = 125
 PR_SET_PDEATHSIG = 1
@@ -64,26 +70,53 @@ def _in_user_namespace() -> bool:
         return False
 
 
+def _host_uid(uid: int) -> int | None:
+    """The uid outside the user namespace that ``uid`` inside it maps to (None when unmapped or unreadable)."""
+    try:
+        with open("/proc/self/uid_map") as uid_map:
+            for line in uid_map:
+                inside, outside, count = (int(field) for field in line.split())
+                if inside <= uid < inside + count:
+                    return outside + uid - inside
+    except (OSError, ValueError):
+        pass
+    return None
+
+
 def _die_with_parent() -> None:
     if _libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) != 0:
         raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG) failed")
 
 
-def _wipe(path: str) -> None:
-    """Remove ``path`` even where the program took away its own permissions (the program is dead by now, so the
-    tree cannot change underneath; symbolic links are never followed)."""
+_DIRECTORY = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+def _empty(dir_fd: int) -> None:
+    """Remove everything inside the open directory ``dir_fd``, even where the program took away its own permissions.
+    Never follows a symbolic link: a program may have replaced its directory, or anything in it, by a link to a
+    host directory. Only the program could change the tree, and it is dead by now."""
+    with os.scandir(dir_fd) as entries:
+        names = [(entry.name, entry.is_dir(follow_symlinks=False)) for entry in entries]
+    for name, is_dir in names:
+        if not is_dir:
+            os.unlink(name, dir_fd=dir_fd)
+            continue
+        os.chmod(name, 0o700, dir_fd=dir_fd)  # a directory (lstat above), so this changes no link target
+        sub = os.open(name, _DIRECTORY, dir_fd=dir_fd)
+        try:
+            _empty(sub)
+        finally:
+            os.close(sub)
+        os.rmdir(name, dir_fd=dir_fd)
+
+
+def _wipe(base_dir: str) -> None:
+    """Empty the worker's base directory: the run directory and anything else a program left there."""
+    fd = os.open(base_dir, _DIRECTORY)
     try:
-        shutil.rmtree(path)
-        return
-    except OSError:
-        pass
-    os.chmod(path, 0o700)
-    for root, dirs, _ in os.walk(path):  # top-down: each directory is unlocked before it is listed
-        for name in dirs:
-            child = os.path.join(root, name)
-            if not os.path.islink(child):
-                os.chmod(child, 0o700)
-    shutil.rmtree(path)
+        _empty(fd)
+    finally:
+        os.close(fd)
 
 
 class Zygote:
@@ -172,7 +205,7 @@ class Zygote:
                 self.layers["seccomp"] = f"unavailable: {error}"
         if wanted.get("landlock"):
             try:
-                self.ruleset = landlock.Ruleset(self.read_paths(), [self.base_dir])
+                self.ruleset = landlock.Ruleset(self.read_paths())
                 status = self._probe(self._probe_landlock)
                 if status == "active":
                     status = f"active (ABI {self.ruleset.abi}"
@@ -182,8 +215,13 @@ class Zygote:
             except OSError as error:
                 self.layers["landlock"] = f"unavailable: {error}"
         if wanted.get("uid_drop"):
-            if os.geteuid() != 0 and _in_user_namespace():
-                self.layers["uid_drop"] = f"active (uid {os.geteuid()} in a user namespace, no capabilities)"
+            host_uid = _host_uid(os.geteuid()) if _in_user_namespace() else None
+            if os.geteuid() != 0 and host_uid == 0:  # bwrap started by root: file access is still host root's
+                self.layers["uid_drop"] = (
+                    f"unavailable: namespaced only (uid {os.geteuid()} in a user namespace that maps it to host uid 0)"
+                )
+            elif os.geteuid() != 0 and host_uid is not None:
+                self.layers["uid_drop"] = f"active (uid {os.geteuid()} in a user namespace, host uid {host_uid})"
             elif os.geteuid() != 0:
                 self.layers["uid_drop"] = "not needed (not running as root)"
             else:
@@ -230,7 +268,7 @@ class Zygote:
             seccomp.set_no_new_privs()
             if self.ruleset is not None:
                 step = "landlock"
-                self.ruleset.restrict_self()
+                self.ruleset.restrict_self([run_dir])  # writes only beneath this run's own directory
             step = "descriptors"
             os.closerange(4, self.max_fd)
             if self.filter is not None:
@@ -241,7 +279,6 @@ class Zygote:
             sys.path[:] = [p for p in sys.path if p != PACKAGE_ROOT]
             sys.argv[:] = [""]
             sys.dont_write_bytecode = True
-            random.seed(0)  # the at-fork hook reseeded it from urandom; programs must behave the same every run
             sys.stdin = sys.__stdin__ = open(0, encoding="utf-8", errors="surrogateescape", closefd=False)
             sys.stdout = sys.__stdout__ = open(1, "w", encoding="utf-8", closefd=False)
             sys.stderr = sys.__stderr__ = open(2, "w", encoding="utf-8", closefd=False)
@@ -272,9 +309,9 @@ class Zygote:
             os.close(out_r)
             os.close(res_r)
             try:
-                _wipe(run_dir)
-            except OSError as error:  # leave it: the next run uses a new directory
-                self.warnings.append(f"could not wipe {run_dir}: {error}")
+                _wipe(self.base_dir)
+            except (OSError, RecursionError) as error:  # left there: the next run's Landlock rules cannot reach it
+                self.warnings.append(f"could not wipe {self.base_dir}: {error}")
         return bounded(verdict or self._classify(out, record, status, bool(request.get("fn_name"))))
 
     def _supervise(self, pid: int, out_r: int, res_r: int, timeout_s: float):
@@ -314,7 +351,7 @@ class Zygote:
                 break
         if pidfd is not None:
             os.close(pidfd)
-        if verdict or not exited:
+        if status is None and (verdict or not exited):  # once reaped (no pidfd), the pid may be another process's
             _kill_group(pid)
         if status is None:
             status = os.waitpid(pid, 0)[1]
@@ -334,11 +371,8 @@ class Zygote:
                 request = protocol.receive(reader)
             except EOFError:  # the trusted side is gone
                 return
-            signatures, timed_out = [], False
-            for arg in request["inputs"]:
-                signature = SKIPPED if timed_out else self.run_one(request, arg, float(request["timeout_s"]))
-                timed_out = timed_out or signature == TIMEOUT
-                signatures.append(signature)
+            run_one = functools.partial(self.run_one, request, timeout_s=float(request["timeout_s"]))
+            signatures = each_until_timeout(request["inputs"], run_one)
             protocol.send(writer, {"signatures": signatures, "warnings": self.warnings})
             self.warnings = []
 
