@@ -13,7 +13,10 @@ verl-rlif ray-nodes     the alive nodes of a Ray cluster (scripts/slurm/rlif.sba
 from __future__ import annotations
 
 import argparse
+import math
 import sys
+
+from verl_rlif.config import TIE_POLICIES, VOTE_MODES
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -181,6 +184,16 @@ def _eval(args: argparse.Namespace) -> int:
     return 1  # unreachable
 
 
+def _fraction(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"{text} is not in [0, 1]")
+    return value
+
+
 TASK_EXTRACTORS = {"math": "math", "number": "number", "choice": "choice", "code": "code"}
 
 
@@ -212,10 +225,17 @@ def _vote(args: argparse.Namespace) -> int:
     from verl_rlif.sandbox.executor import SandboxUnavailable
 
     try:
-        with open(args.file, encoding="utf-8") as f:
-            records = read_jsonl(f)
         vote = VoteConfig(mode=args.mode, tie_policy=args.tie_policy, min_majority_ratio=args.min_majority_ratio)
         sandbox.configure(_sandbox_settings(args.sandbox))
+    except ValueError as exc:  # the flags mirror these config keys: the message names the key and its valid range
+        print(f"verl-rlif vote: {exc}", file=sys.stderr)
+        return 2
+    try:
+        with open(args.file, encoding="utf-8") as f:
+            records = read_jsonl(f)
+    except UnicodeDecodeError:
+        print(f"verl-rlif vote: {args.file}: not UTF-8 text; vote reads JSONL (a JSON object a line)", file=sys.stderr)
+        return 2
     except (OSError, ValueError) as exc:
         print(f"verl-rlif vote: {args.file}: {exc}", file=sys.stderr)
         return 2
@@ -386,9 +406,9 @@ def build_parser() -> argparse.ArgumentParser:
         '(code: {"inputs": [...], "fn_name": optional})}',
     )
     vote.add_argument("--task", choices=sorted(TASK_EXTRACTORS), default="math", help="answer format (default: math)")
-    vote.add_argument("--mode", default="majority", help="vote mode: majority | share (default: majority)")
-    vote.add_argument("--tie-policy", default="all", help="majority ties: all | none | first (default: all)")
-    vote.add_argument("--min-majority-ratio", type=float, default=0.0, help="gate on the top cluster (default: 0)")
+    vote.add_argument("--mode", default="majority", choices=VOTE_MODES, help="vote mode (default: majority)")
+    vote.add_argument("--tie-policy", default="all", choices=TIE_POLICIES, help="majority ties (default: all)")
+    vote.add_argument("--min-majority-ratio", type=_fraction, default=0.0, help="gate on the top cluster (default: 0)")
     vote.add_argument("--output", help="write annotated lines here (default: stdout; summary then goes to stderr)")
     vote.add_argument("--merge", action="store_true", help="merge equivalent distinct answers within each group")
     vote.add_argument("--no-symbolic", action="store_true", help="cheap normalisation only (no math-verify)")

@@ -45,3 +45,20 @@ def test_bad_input_names_the_line(tmp_path, capsys):
     bad.write_text('{"group": 1, "response": "x"}\n{"response": "no group"}\n')
     assert main(["vote", str(bad)]) == 2
     assert "line 2: missing ['group']" in capsys.readouterr().err
+
+
+def test_bad_flags_and_files_name_what_is_valid(tmp_path, capsys):
+    good = tmp_path / "good.jsonl"
+    good.write_text('{"group": 1, "response": "\\\\boxed{1}"}\n')
+    for flags, expected in [
+        (["--mode", "shares"], "invalid choice: 'shares' (choose from 'majority', 'share')"),
+        (["--min-majority-ratio", "2"], "--min-majority-ratio: 2 is not in [0, 1]"),
+        (["--min-majority-ratio", "x"], "--min-majority-ratio: x is not in [0, 1]"),
+    ]:
+        with pytest.raises(SystemExit) as exited:
+            main(["vote", str(good), *flags])
+        assert exited.value.code == 2 and expected in capsys.readouterr().err
+    binary = tmp_path / "responses.parquet"
+    binary.write_bytes(b"PAR1\xbc\xff\x00")
+    assert main(["vote", str(binary)]) == 2
+    assert "not UTF-8 text; vote reads JSONL" in capsys.readouterr().err
