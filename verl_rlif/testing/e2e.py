@@ -137,7 +137,7 @@ def run_main_ppo(
 
 
 def _stop(proc: subprocess.Popen, grace_s: float) -> None:
-    """SIGTERM to the run's process group, SIGKILL ``grace_s`` later if its leader still runs."""
+    """SIGTERM to the run's process group; once its leader has exited, or ``grace_s`` later, SIGKILL to what is left."""
     if proc.poll() is not None:
         return
     _signal_group(proc, signal.SIGTERM)
