@@ -23,12 +23,24 @@ def _demo(args: argparse.Namespace) -> int:
     import os
 
     from verl_rlif.testing.cpu_demo import prepare_demo, step_summary
-    from verl_rlif.testing.e2e import read_metrics, run_main_ppo
+    from verl_rlif.testing.e2e import TIMEOUT_EXIT_CODE, read_metrics, run_main_ppo
     from verl_rlif.testing.plot import plot_collapse_monitors
 
     if args.model_path is None:
         print("verl-rlif demo: preparing SmolLM2-135M-Instruct (first run: download + conversion) and the data set")
-    run = prepare_demo(args.steps, args.output_dir, args.model_path, args.device, args.overrides, args.config_name)
+    try:
+        run = prepare_demo(
+            args.steps,
+            args.output_dir,
+            args.model_path,
+            args.device,
+            args.overrides,
+            args.config_name,
+            config_dir=args.config_path,
+        )
+    except FileNotFoundError as exc:
+        print(f"verl-rlif demo: {exc}", file=sys.stderr)
+        return 2
     log_path = os.path.join(run.output_dir, "main_ppo.log")
     print(f"running: {' '.join(run.command()[1:])}")
     print(f"(full output in {log_path}; starting Ray and verl's workers takes a minute or two)")
@@ -47,8 +59,11 @@ def _demo(args: argparse.Namespace) -> int:
         if "Training Progress" in line or ("step:" in line and " - " in line):  # verl's console line: summarise
             show_new_steps()
 
-    code = run_main_ppo(run, log_path, on_line)
+    code = run_main_ppo(run, log_path, on_line, timeout_s=args.timeout_s)
     show_new_steps()
+    if code == TIMEOUT_EXIT_CODE:
+        print(f"main_ppo stopped after the {args.timeout_s} s limit (--timeout-s); see {log_path}", file=sys.stderr)
+        return code
     if code != 0:
         print(f"main_ppo failed with exit code {code}; see {log_path}", file=sys.stderr)
         return code
@@ -389,6 +404,10 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--model-path", help="a local transformers model instead of SmolLM2-135M-Instruct")
     demo.add_argument("--device", choices=["cpu", "cuda"], default="cpu", help="cpu, or one GPU (default: cpu)")
     demo.add_argument("--config-name", default="rlif", help="rlif (FSDP) or rlif_megatron (default: rlif)")
+    demo.add_argument(
+        "--config-path", default=None, help="the project's configs/ directory (default: the source checkout's)"
+    )
+    demo.add_argument("--timeout-s", type=float, default=None, help="stop main_ppo after this long (default: never)")
     demo.add_argument("overrides", nargs="*", help="further Hydra overrides for main_ppo (key=value)")
     demo.set_defaults(run=_demo)
     pipeline = commands.add_parser("pipeline", help="print the RLIF reward pipeline on a built-in batch (no verl)")

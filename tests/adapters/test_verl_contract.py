@@ -100,12 +100,26 @@ def test_validation_reads_acc_and_pred_from_reward_extra_info():
 
 
 def test_test_support_surface():
-    """verl_rlif.testing (CPU end-to-end run only): the rollout-class table and the process-group start it relies on."""
+    """verl_rlif.testing (CPU end-to-end run only): the rollout-class table, the replica's server attributes and the
+    process-group start it relies on."""
     from verl.utils.distributed import initialize_global_process_group_ray
     from verl.workers.rollout import base
-    from verl.workers.rollout.base import BaseRollout
+    from verl.workers.rollout.base import BaseRollout, get_rollout_class
+    from verl.workers.rollout.llm_server import LLMServerManager
+    from verl.workers.rollout.replica import RolloutReplica
 
-    assert base._ROLLOUT_REGISTRY[("vllm", "async")].endswith("ServerAdapter")  # a dict keyed (name, mode)
+    # a dict keyed (name, mode) holding class paths, and verl's workers look classes up through it
+    assert base._ROLLOUT_REGISTRY[("vllm", "async")].endswith("ServerAdapter")
+    base._ROLLOUT_REGISTRY[("rlif_contract_probe", "async")] = "verl.workers.rollout.base.BaseRollout"
+    try:
+        assert get_rollout_class("rlif_contract_probe", "async") is BaseRollout
+    finally:
+        del base._ROLLOUT_REGISTRY[("rlif_contract_probe", "async")]
+    # RLIFHFReplica.launch_servers sets these two: verl reads them directly, not through server_handle/server_address
+    init = inspect.getsource(LLMServerManager._initialize_llm_servers)
+    assert "server._server_handle for server in" in init and "server._server_address for server in" in init
+    replica = inspect.getsource(RolloutReplica.__init__)
+    assert "self._server_handle" in replica and "self._server_address" in replica
     assert params(BaseRollout.__init__)[:4] == ["self", "config", "model_config", "device_mesh"]
     source = inspect.getsource(initialize_global_process_group_ray)
     assert "if not torch.distributed.is_initialized()" in source  # why a gloo group started first is kept

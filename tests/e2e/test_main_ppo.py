@@ -29,24 +29,18 @@ SMALL_RUN = [
     "data.train_batch_size=4",
     "data.max_response_length=16",
     "actor_rollout_ref.rollout.n=8",
-    "actor_rollout_ref.actor.ppo_mini_batch_size=2",
-    "actor_rollout_ref.actor.ppo_micro_batch_size_per_gpu=16",
-    "actor_rollout_ref.rollout.log_prob_micro_batch_size_per_gpu=16",
+    "actor_rollout_ref.actor.ppo_mini_batch_size=2",  # 2 updates per step: the second has a log-ratio for KL-Cov
     "actor_rollout_ref.actor.optim.lr=1e-3",
     "rlif.extractor.default=boxed",
     "trainer.save_freq=2",
 ]
-MEGATRON = [
-    "actor_rollout_ref.actor.strategy=megatron",
-    "~actor_rollout_ref.actor.fsdp_config",
-    "actor_rollout_ref.actor.megatron.tensor_model_parallel_size=1",
-]
 
 
-def run_twice(tmp, device="cpu", config_name="rlif", extra=()):
-    """``verl-rlif demo``: 2 steps with a checkpoint at step 2; then the same command asked for 3 steps: it resumes."""
+def run_twice(tmp, device="cpu", config_name="rlif"):
+    """``verl-rlif demo``: 2 steps with a checkpoint at step 2; then the same command asked for 3 steps: it resumes.
+    ``rlif_megatron`` gets its engine overrides from the demo's preparation (cpu_demo.ENGINE_OVERRIDES)."""
     model = build_tiny_model(os.path.join(tmp, "model"))
-    output_dir, overrides = os.path.join(tmp, "run"), [*SMALL_RUN, *extra]
+    output_dir, overrides = os.path.join(tmp, "run"), SMALL_RUN
     printed = io.StringIO()
     with contextlib.redirect_stdout(printed):
         code = main(
@@ -61,6 +55,7 @@ def run_twice(tmp, device="cpu", config_name="rlif", extra=()):
                 "--device",
                 device,
                 f"--config-name={config_name}",
+                f"--timeout-s={TIMEOUT_S}",
                 *overrides,
             ]
         )
@@ -91,7 +86,8 @@ def assert_healthy_steps(steps: list[dict], probs_tolerance: float = 1e-3) -> No
         assert finite(m["actor/pg_loss"]) and finite(m["actor/grad_norm"]) and m["actor/grad_norm"] > 0
         assert m["critic/advantages/max"] - m["critic/advantages/min"] > 0.5  # GDPO spreads responses apart
         assert abs(m["critic/advantages/mean"]) < 0.5  # whitened over the batch
-        assert m["rlif/kl_cov/selected_fraction"] > 0  # KL-Cov penalised tokens in the update
+        assert m["rlif/kl_cov/selected_fraction"] > 0  # KL-Cov selected tokens (at least one by construction)
+        assert m["rlif/kl_cov/selected_abs_log_ratio"] > 0  # and penalised a real log-ratio (the second update)
         assert m["rlif/answer_rate/mean"] > 0
         # the rollout server generated with the actor's current weights (high lr: stale weights would differ)
         assert m["training/rollout_probs_diff_max"] < probs_tolerance
@@ -114,6 +110,7 @@ def test_two_steps_through_main_ppo(cpu_runs):
     # the demo showed verl's progress and our metrics for each step, and drew the monitors
     assert "Training Progress" in printed and "step 2: vote reward" in printed
     assert os.path.getsize(os.path.join(run.output_dir, "collapse_monitors.png")) > 10_000
+    assert os.path.isfile(os.path.join(run.hydra_dir, ".hydra", "config.yaml"))  # Hydra wrote there, not into ./
 
 
 def test_checkpoint_saved_and_training_resumes(cpu_runs):
@@ -133,7 +130,7 @@ def test_two_steps_on_cuda(tmp_path, engine):
         # verl 0.9.1's Megatron engine builds its model through Megatron-Bridge (or, with vanilla_mbridge, through
         # mbridge with Transformer Engine layers): megatron-core alone is not enough
         pytest.importorskip("megatron.bridge", reason="verl's Megatron engine needs Megatron-Bridge")
-        _, _, first, resumed = run_twice(str(tmp_path), "cuda", "rlif_megatron", MEGATRON)
+        _, _, first, resumed = run_twice(str(tmp_path), "cuda", "rlif_megatron")
     else:
         _, _, first, resumed = run_twice(str(tmp_path), "cuda")
     assert [m["step"] for m in first + resumed] == [1, 2, 3]

@@ -11,7 +11,7 @@ import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 from verl.workers.config import HFModelConfig, RolloutConfig
 
-from verl_rlif.testing.hf_rollout import RLIFHFServer, response_length, sampled_log_probs
+from verl_rlif.testing.hf_rollout import RLIFHFReplica, RLIFHFServer, response_length, sampled_log_probs
 from verl_rlif.testing.tiny_model import build_tokenizer
 
 CORPUS = ["<|im_start|>user\nWhat is 3 + 4?<|im_end|>\n<|im_start|>assistant\nThe answer is \\boxed{7}.<|im_end|>"]
@@ -101,3 +101,14 @@ def test_stop_rule_and_sampled_log_probs():
     assert sampled_log_probs(logits, torch.tensor([[2]]), temperature=0).item() == pytest.approx(
         torch.log_softmax(logits[0, 0], -1)[2].item()
     )
+
+
+@pytest.mark.parametrize(
+    "role", [{"is_reward_model": True}, {"is_teacher_model": True}, {"name_suffix": "critic"}], ids=str
+)
+def test_replica_refuses_to_serve_anything_but_the_policy(role):
+    """Server names carry the replica rank only: a reward/teacher replica would collide with the policy's server."""
+    config = RolloutConfig(name="rlif_hf", tensor_model_parallel_size=1, data_parallel_size=1)
+    replica = RLIFHFReplica(replica_rank=0, config=config, model_config=None, gpus_per_node=1, **role)
+    with pytest.raises(NotImplementedError, match="policy only"):
+        asyncio.run(replica.launch_servers())  # before any Ray call: no cluster runs here

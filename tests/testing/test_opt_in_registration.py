@@ -10,7 +10,18 @@ import json, os, verl
 from verl.plugin.platform import PlatformRegistry, get_platform
 from verl.workers.engine import EngineRegistry
 from verl.workers.rollout.replica import RolloutReplicaRegistry
-from verl.workers.rollout import base
+from verl.workers.rollout.base import get_rollout_class
+def rollout_class(name):
+    try:
+        cls = get_rollout_class(name, "async")  # what verl's actor workers call
+    except AssertionError:
+        return None
+    return f"{cls.__module__}.{cls.__qualname__}"
+def replica_class(name):
+    try:
+        return RolloutReplicaRegistry.get(name).__qualname__  # what verl's LLMServerManager calls
+    except ValueError:
+        return None
 def engine(device, vendor):
     os.environ["VERL_ENGINE_DEVICE"], os.environ["VERL_ENGINE_VENDOR"] = device, vendor
     try:
@@ -23,7 +34,8 @@ print(json.dumps({
     "device": platform.device_name,
     "backend": platform.communication_backend_name(),
     "rollouts": sorted(RolloutReplicaRegistry._registry),
-    "rollout_class": base._ROLLOUT_REGISTRY.get(("rlif_hf", "async")),
+    "rollout_class": rollout_class("rlif_hf"),
+    "replica_class": replica_class("rlif_hf"),
     "cpu_rlif_engine": engine("cpu", "rlif"),
     "cpu_engine": engine("cpu", "cpu"),
     "cuda_rlif_engine": engine("cuda", "rlif"),
@@ -46,6 +58,7 @@ def test_registers_platform_cpu_engines_and_rollout_when_asked():
     assert (found["device"], found["backend"]) == ("cpu", "gloo")
     assert "rlif_hf" in found["rollouts"] and {"vllm", "sglang"} <= set(found["rollouts"])
     assert found["rollout_class"] == "verl_rlif.testing.hf_rollout.RLIFHFServerAdapter"
+    assert found["replica_class"] == "RLIFHFReplica"
     assert found["cpu_rlif_engine"] == "verl_rlif.adapters.fsdp_engine"  # our engine, for the CPU too
     assert found["cpu_engine"] == "verl.workers.engine.fsdp.transformer_impl"  # verl's, for other vendors
     assert found["cuda_rlif_engine"] == "verl_rlif.adapters.fsdp_engine"  # GPU registrations untouched
@@ -54,7 +67,7 @@ def test_registers_platform_cpu_engines_and_rollout_when_asked():
 def test_nothing_of_it_without_the_switch():
     found = probe()
     assert "rlif_cpu" not in found["platforms"] and found["device"] != "cpu"  # never auto-detected
-    assert "rlif_hf" not in found["rollouts"] and found["rollout_class"] is None
+    assert "rlif_hf" not in found["rollouts"] and found["rollout_class"] is found["replica_class"] is None
     assert found["cpu_rlif_engine"] is found["cpu_engine"] is None
 
 

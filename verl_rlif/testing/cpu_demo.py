@@ -5,11 +5,21 @@ from __future__ import annotations
 import os
 
 from verl_rlif.testing.data import write_arithmetic_parquet
-from verl_rlif.testing.e2e import MainPPORun
+from verl_rlif.testing.e2e import CONFIG_DIR, MainPPORun
 from verl_rlif.testing.smollm2 import DEFAULT_CACHE, smollm2_path
 
 DEFAULT_OUTPUT = os.path.join("outputs", "demo")
 TRAIN_PROMPTS, VAL_PROMPTS = 64, 8
+
+# configs/demo/cpu.yaml picks verl's FSDP2 engine for the actor (what rlif.yaml runs); on top of rlif_megatron the
+# actor goes back to Megatron, at TP=1 in the demo's single training process (the reference follows rlif_megatron)
+ENGINE_OVERRIDES = {
+    "rlif_megatron": [
+        "actor_rollout_ref.actor.strategy=megatron",
+        "~actor_rollout_ref.actor.fsdp_config",
+        "actor_rollout_ref.actor.megatron.tensor_model_parallel_size=1",
+    ],
+}
 
 # (metric key, label) printed after each step
 STEP_SUMMARY = [
@@ -33,8 +43,14 @@ def prepare_demo(
     overrides: list[str] | None = None,
     config_name: str = "rlif",
     cache_dir: str = DEFAULT_CACHE,
+    config_dir: str | None = None,
 ) -> MainPPORun:
-    """Write the data set, fetch and convert SmolLM2 unless ``model_path`` is given, and describe the run."""
+    """Write the data set, fetch and convert SmolLM2 unless ``model_path`` is given, and describe the run.
+
+    ``config_dir`` is the project's ``configs/`` directory (by default the source checkout's this module lives in).
+    """
+    config_dir = os.path.abspath(config_dir or CONFIG_DIR)
+    check_config_dir(config_dir, config_name, device)  # before the data set and a model download
     output_dir = os.path.abspath(output_dir)
     train, val = write_arithmetic_parquet(os.path.join(output_dir, "data"), TRAIN_PROMPTS, VAL_PROMPTS)
     return MainPPORun(
@@ -45,8 +61,21 @@ def prepare_demo(
         steps=steps,
         device=device,
         config_name=config_name,
-        overrides=list(overrides or []),
+        overrides=[*ENGINE_OVERRIDES.get(config_name, []), *(overrides or [])],
+        config_dir=config_dir,
     )
+
+
+def check_config_dir(config_dir: str, config_name: str, device: str) -> None:
+    """The files ``main_ppo`` will compose; they ship with a source checkout, not inside the installed package."""
+    needed = [os.path.join(config_dir, f"{config_name}.yaml"), os.path.join(config_dir, "demo", f"{device}.yaml")]
+    missing = [path for path in needed if not os.path.isfile(path)]
+    if missing:
+        raise FileNotFoundError(
+            f"verl-rlif demo composes its run from the project's configs/ directory, but {', '.join(missing)} "
+            "does not exist. Run it from a source checkout installed with `pip install -e .` (as `make demo` does), "
+            "or pass --config-path <checkout>/configs."
+        )
 
 
 def step_summary(metrics: dict) -> str:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -20,6 +21,7 @@ from dataclasses import dataclass, field
 CONFIG_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "configs")
 TESTING_MODULE = "verl_rlif.testing.register"
 DEVICES = ("cpu", "cuda")
+TIMEOUT_EXIT_CODE = 124  # what coreutils' timeout returns
 
 
 def launch_env(device: str, metrics_path: str) -> dict[str, str]:
@@ -46,6 +48,7 @@ class MainPPORun:
     device: str = "cpu"
     config_name: str = "rlif"
     overrides: list[str] = field(default_factory=list)
+    config_dir: str = CONFIG_DIR
 
     @property
     def metrics_path(self) -> str:
@@ -55,13 +58,17 @@ class MainPPORun:
     def checkpoint_dir(self) -> str:
         return os.path.join(self.output_dir, "checkpoints")
 
+    @property
+    def hydra_dir(self) -> str:
+        return os.path.join(self.output_dir, "hydra")
+
     def command(self) -> list[str]:
         return [
             sys.executable,
             "-m",
             "verl.trainer.main_ppo",
             "--config-path",
-            CONFIG_DIR,
+            self.config_dir,
             "--config-name",
             self.config_name,
             f"+demo={self.device}",
@@ -70,48 +77,83 @@ class MainPPORun:
             f"data.val_files={self.val_file}",
             f"trainer.total_training_steps={self.steps}",
             f"trainer.default_local_dir={self.checkpoint_dir}",
+            f"hydra.run.dir={self.hydra_dir}",  # not Hydra's default ./outputs/<date>/<time> in the caller's directory
             *self.overrides,
         ]
 
 
 def run_main_ppo(
-    run: MainPPORun, log_path: str, on_line: Callable[[str], None] | None = None, timeout_s: float | None = None
+    run: MainPPORun,
+    log_path: str,
+    on_line: Callable[[str], None] | None = None,
+    timeout_s: float | None = None,
+    grace_s: float = 30.0,
 ) -> int:
-    """Run ``main_ppo`` to completion; every output line goes to ``log_path`` and to ``on_line``. Returns the exit code.
+    """Run ``main_ppo`` to completion; every output line goes to ``log_path`` and to ``on_line``. Returns the exit code,
+    or ``TIMEOUT_EXIT_CODE`` when it ran past ``timeout_s``.
 
-    Past ``timeout_s`` the run is terminated (SIGTERM lets Ray shut its local cluster down), then killed.
-    verl's file logger truncates its file when it opens it, so each invocation writes ``run.metrics_path`` anew.
+    The run is its own process group (Ray's local cluster and verl's workers start inside it). Past ``timeout_s`` the
+    group gets SIGTERM (Ray shuts its cluster down), ``grace_s`` later SIGKILL; the same happens when ``on_line``
+    raises. verl's file logger truncates its file when it opens it, so each invocation writes ``run.metrics_path``
+    anew.
     """
     os.makedirs(run.output_dir, exist_ok=True)
     env = launch_env(run.device, run.metrics_path)
     with open(log_path, "w", encoding="utf-8") as log:
         log.write(" ".join(run.command()) + "\n")
         proc = subprocess.Popen(
-            run.command(), env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace"
+            run.command(),
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            errors="replace",
+            start_new_session=True,
         )
-        watchdog = threading.Timer(timeout_s, proc.terminate) if timeout_s else None
+        timed_out = threading.Event()
+
+        def on_timeout() -> None:
+            timed_out.set()
+            _stop(proc, grace_s)  # ends the group, so the output loop below sees end-of-file
+
+        watchdog = threading.Timer(timeout_s, on_timeout) if timeout_s else None
         if watchdog:
+            watchdog.daemon = True
             watchdog.start()
         try:
             for line in proc.stdout:
                 log.write(line)
                 if on_line is not None:
                     on_line(line)
-            return proc.wait()
+            code = proc.wait()
+            if timed_out.is_set():
+                log.write(f"verl-rlif: main_ppo stopped after the {timeout_s} s limit\n")
+                return TIMEOUT_EXIT_CODE
+            return code
         finally:
             if watchdog:
                 watchdog.cancel()
-            _stop(proc)
+            _stop(proc, grace_s)
 
 
-def _stop(proc: subprocess.Popen, grace_s: float = 30.0) -> None:
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(timeout=grace_s)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+def _stop(proc: subprocess.Popen, grace_s: float) -> None:
+    """SIGTERM to the run's process group; once its leader has exited, or ``grace_s`` later, SIGKILL to what is left."""
+    if proc.poll() is not None:
+        return
+    _signal_group(proc, signal.SIGTERM)
+    try:
+        proc.wait(timeout=grace_s)
+    except subprocess.TimeoutExpired:
+        pass
+    _signal_group(proc, signal.SIGKILL)  # also whatever of the group outlived its leader and still holds the output
+    proc.wait()
+
+
+def _signal_group(proc: subprocess.Popen, sig: int) -> None:
+    try:
+        os.killpg(proc.pid, sig)  # start_new_session: the group id is the leader's pid
+    except ProcessLookupError:
+        pass  # the whole group has exited
 
 
 def read_metrics(path: str) -> list[dict]:
@@ -119,7 +161,8 @@ def read_metrics(path: str) -> list[dict]:
     if not os.path.exists(path):
         return []
     with open(path, encoding="utf-8") as f:
-        return [{"step": record["step"], **record["data"]} for record in map(json.loads, filter(str.strip, f))]
+        complete = f.read().split("\n")[:-1]  # the last piece is empty, or a record verl is still writing
+    return [{"step": record["step"], **record["data"]} for record in map(json.loads, filter(str.strip, complete))]
 
 
 def finite(value) -> bool:

@@ -37,8 +37,8 @@ NAME = "rlif_hf"
 SERVER_PREFIX = f"{NAME}_server_"
 
 
-def server_name(replica_rank: int, node_rank: int = 0) -> str:
-    return f"{SERVER_PREFIX}{replica_rank}_{node_rank}"
+def server_name(replica_rank: int) -> str:
+    return f"{SERVER_PREFIX}{replica_rank}"
 
 
 @dataclass(frozen=True)
@@ -212,9 +212,6 @@ class RLIFHFServer:
         if global_steps is not None:
             self.global_steps = global_steps
 
-    def set_global_steps(self, global_steps: int) -> None:
-        self.global_steps = global_steps
-
     def get_server_address(self) -> str:
         return server_name(self.replica_rank)
 
@@ -250,6 +247,14 @@ class RLIFHFReplica(RolloutReplica):
     """Starts the :class:`RLIFHFServer` of one replica next to the hybrid actor workers it serves."""
 
     async def launch_servers(self):
+        # the adapter in the actor workers finds its server by replica rank alone: a second server family (reward
+        # or teacher model, or a name suffix) would collide with the policy's server names
+        if self.is_reward_model or self.is_teacher_model or self.name_suffix:
+            raise NotImplementedError(
+                f"rollout {NAME!r} serves the policy only (hybrid mode), not a reward or teacher model "
+                f"(is_reward_model={self.is_reward_model}, is_teacher_model={self.is_teacher_model}, "
+                f"name_suffix={self.name_suffix!r}); use vllm or sglang for those"
+            )
         if self.nnodes != 1:
             raise NotImplementedError(f"rollout {NAME!r} runs one server per replica on one node")
         accelerator = get_platform().ray_resource_name()
@@ -286,6 +291,8 @@ class RLIFHFReplica(RolloutReplica):
             .remote(self.config, self.model_config, self.replica_rank)
         )
         self.servers = [server]
+        # verl's LLMServerManager reads these private attributes, not the public properties (see
+        # docs/how-it-plugs-into-verl.md §3; pinned by tests/adapters/test_verl_contract.py)
         self._server_handle = server
         self._server_address = await server.get_server_address.remote()
 
