@@ -147,6 +147,16 @@ def test_identical_requests_come_from_the_cache(pool):
     assert pool.run(program + "\n", [""]) != first  # another program really runs
 
 
+def test_the_sandbox_user_can_pass_through_to_its_run_directory(pool):
+    # as root, a worker drops each program to rlif.sandbox.sandbox_uid, which needs execute on every ancestor of the
+    # run directory (a 0700 session directory once made every program a SANDBOX_ERROR on a GPU node); the worker
+    # opens its own base directory (0711) when it drops
+    path = os.path.dirname(pool._workers[0].base_dir)
+    while path != os.path.dirname(path):
+        assert os.stat(path).st_mode & 0o001, f"{path} is not traversable by other users"
+        path = os.path.dirname(path)
+
+
 def test_close_removes_processes_and_directories():
     executor = start_or_skip(use_namespaces=False, workers=2)
     pids = list(executor.worker_pids)

@@ -106,6 +106,7 @@ def _session_dir() -> str:
         if _session["pid"] != os.getpid():
             parent = _session["dir"] if _session["dir"] and os.path.isdir(str(_session["dir"])) else None
             path = tempfile.mkdtemp(prefix=f"rlif-sandbox-{os.getpid()}-", dir=parent)
+            os.chmod(path, 0o711)  # a worker that drops to the sandbox uid must pass through to its run directory
             _session.update(pid=os.getpid(), dir=path)
             atexit.register(_remove_session_dir, path, os.getpid())
         return str(_session["dir"])
@@ -199,6 +200,8 @@ class _Worker:
             reason = stderr.read().decode(errors="replace").strip().splitlines()
             stderr.close()
             probe = "" if hello is None else f"probe program gave {hello.get('probe')!r}"
+            if hello and hello.get("warnings"):  # why the child failed (e.g. its setup step), in the worker's words
+                probe += f" ({'; '.join(hello['warnings'])})"
             return None, (reason[-1] if reason else "") or probe or "no hello"
         stderr.close()
         return hello, ""

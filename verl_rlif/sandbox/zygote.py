@@ -437,7 +437,8 @@ def main() -> int:
     probe = zygote.run_one({"source": "print(6 * 7)", "fn_name": None}, "", 10.0)
     gc.collect()
     gc.freeze()  # children share the heap copy-on-write; the collector would otherwise touch every page
-    protocol.send(writer, {"layers": zygote.layers, "probe": probe})
+    protocol.send(writer, {"layers": zygote.layers, "probe": probe, "warnings": zygote.warnings})
+    zygote.warnings = []
     zygote.serve(reader, writer)
     return 0
 
