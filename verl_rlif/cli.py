@@ -149,6 +149,14 @@ def _eval(args: argparse.Namespace) -> int:
     code, found = _checked_config("verl-rlif eval", args.config_path, args.config_name, overrides)
     if code:
         return code
+    if request.checkpoint is not None:
+        try:
+            problem = _checkpoint_world_size_problem(request, overrides)
+        except ValueError as exc:
+            problem = str(exc)
+        if problem:
+            print(f"verl-rlif eval: {problem}", file=sys.stderr)
+            return 2
     for warning in found:
         print(f"warning: {warning}")
     command = main_ppo_command(request, overrides)
@@ -157,6 +165,19 @@ def _eval(args: argparse.Namespace) -> int:
         return 0
     os.execv(command[0], command)  # replaces this process: main_ppo's exit status is the command's
     return 1  # unreachable
+
+
+def _checkpoint_world_size_problem(request, overrides: list[str]) -> str | None:
+    """The composed run's world size against the checkpoint's (a config that composed in the check composes here)."""
+    import os
+
+    from hydra import compose, initialize_config_dir
+
+    from verl_rlif.evaluation import world_size_problem
+
+    with initialize_config_dir(config_dir=os.path.abspath(request.config_path), version_base=None):
+        trainer = compose(config_name=request.config_name, overrides=overrides).trainer
+    return world_size_problem(request.checkpoint, int(trainer.nnodes), int(trainer.n_gpus_per_node))
 
 
 TASK_EXTRACTORS = {"math": "math", "number": "number", "choice": "choice", "code": "code"}
