@@ -189,6 +189,14 @@ def _eval(args: argparse.Namespace) -> int:
     code, found = _checked_config("verl-rlif eval", args.config_path, args.config_name, overrides)
     if code:
         return code
+    if request.checkpoint is not None:
+        try:
+            problem = _checkpoint_world_size_problem(request, overrides)
+        except ValueError as exc:
+            problem = str(exc)
+        if problem:
+            print(f"verl-rlif eval: {problem}", file=sys.stderr)
+            return 2
     for warning in found:
         print(f"warning: {warning}")
     command = main_ppo_command(request, overrides)
@@ -197,6 +205,19 @@ def _eval(args: argparse.Namespace) -> int:
         return 0
     os.execv(command[0], command)  # replaces this process: main_ppo's exit status is the command's
     return 1  # unreachable
+
+
+def _checkpoint_world_size_problem(request, overrides: list[str]) -> str | None:
+    """The composed run's world size against the checkpoint's (a config that composed in the check composes here)."""
+    import os
+
+    from hydra import compose, initialize_config_dir
+
+    from verl_rlif.evaluation import world_size_problem
+
+    with initialize_config_dir(config_dir=os.path.abspath(request.config_path), version_base=None):
+        trainer = compose(config_name=request.config_name, overrides=overrides).trainer
+    return world_size_problem(request.checkpoint, int(trainer.nnodes), int(trainer.n_gpus_per_node))
 
 
 def _fraction(text: str) -> float:
@@ -297,21 +318,23 @@ def _prepare_data(args: argparse.Namespace) -> int:
         for count, what in [
             (summary.duplicates, "duplicate problem(s)"),
             (summary.not_selected, "row(s) outside the split or date window"),
+            (len(summary.untestable), "code problem(s) without a literal test case"),
             (len(summary.invalid), "invalid row(s)"),
             (summary.skipped_tests, "test case(s) that are not literals"),
         ]
         if count
     ]
-    print(f"wrote {summary.rows} rows of {summary.name} to {summary.output}")
+    print(f"wrote {summary.rows} row{'' if summary.rows == 1 else 's'} of {summary.name} to {summary.output}")
     if left_out:
         print("left out: " + ", ".join(left_out))
-    for problem in summary.invalid[:10]:
-        print(f"  invalid: {problem}")
+    for kind, problems in (("no literal test", summary.untestable), ("invalid", summary.invalid)):
+        for problem in problems[:10]:
+            print(f"  {kind}: {problem}")
     return 0
 
 
 def _add_prepare_data(commands) -> None:
-    from verl_rlif.data import SOURCES, default_output
+    from verl_rlif.data import SOURCES
 
     listing = "\n".join(f"  {name:<14} {source.description}" for name, source in SOURCES.items())
     prepare = commands.add_parser(
@@ -326,12 +349,18 @@ def _add_prepare_data(commands) -> None:
         nargs="+",
         help="local .jsonl/.json/.parquet files or directories (default: load NAME from the hub with `datasets`)",
     )
-    prepare.add_argument("--output", help=f"parquet file to write (default: {default_output('NAME')})")
-    prepare.add_argument("--split", help="split to load from the hub and to record (default: the dataset's usual)")
+    prepare.add_argument(
+        "--output", help="parquet file to write (default: $RLIF_DATA_DIR/NAME.parquet, data/NAME.parquet without it)"
+    )
+    prepare.add_argument(
+        "--split",
+        help="split recorded in extra_info.split (mbpp: also the task_id range; hub: loaded where the hub has it); "
+        "default: the dataset's usual role, livecodebench with only --until: train",
+    )
     prepare.add_argument("--data-source", help="data_source to write (default: NAME)")
     prepare.add_argument("--max-tests", type=int, default=16, help="code: test cases kept per problem (default 16)")
-    prepare.add_argument("--since", help="livecodebench: first contest date kept, YYYY-MM-DD (inclusive)")
-    prepare.add_argument("--until", help="livecodebench: contest dates before this one, YYYY-MM-DD (exclusive)")
+    prepare.add_argument("--since", help="livecodebench only: first contest date kept, YYYY-MM-DD (inclusive)")
+    prepare.add_argument("--until", help="livecodebench only: keep contest dates before this, YYYY-MM-DD (exclusive)")
     prepare.add_argument("--skip-invalid", action="store_true", help="leave out malformed rows instead of stopping")
     prepare.add_argument("--limit", type=int, help="write at most this many rows (smoke tests)")
     prepare.set_defaults(run=_prepare_data)

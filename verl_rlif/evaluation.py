@@ -10,9 +10,13 @@ first exactly as ``verl-rlif check`` does. docs/replication.md shows the equival
 from __future__ import annotations
 
 import os
+import re
 import shlex
 import sys
 from dataclasses import dataclass
+
+FSDP_SHARD = re.compile(r"model_world_size_(\d+)_rank_\d+\.pt")
+"""verl's FSDP checkpoint: one shard per rank, ``actor/model_world_size_{W}_rank_{r}.pt``."""
 
 
 @dataclass(frozen=True)
@@ -46,6 +50,8 @@ def eval_overrides(request: EvalRequest) -> list[str]:
     overrides = ["trainer.val_only=true", "trainer.val_before_train=true"]
     if request.checkpoint is not None:
         folder = os.path.abspath(os.path.expanduser(request.checkpoint))
+        if not os.path.isdir(folder):
+            raise ValueError(f"--checkpoint {request.checkpoint!r} does not exist (or is not a folder)")
         if "global_step_" not in os.path.basename(folder.rstrip("/")):
             raise ValueError(f"--checkpoint {request.checkpoint!r}: verl needs the global_step_N folder itself")
         if not os.path.isdir(os.path.join(folder, "actor")):
@@ -70,6 +76,34 @@ def eval_overrides(request: EvalRequest) -> list[str]:
     if request.dump_dir is not None:  # one JSONL per step: prompt, response, score, acc, pred for every sample
         overrides.append(f"trainer.validation_data_dir={os.path.abspath(request.dump_dir)}")
     return overrides + list(request.overrides)
+
+
+def checkpoint_world_size(checkpoint: str) -> int | None:
+    """The number of ranks that wrote an FSDP checkpoint (``actor/model_world_size_{W}_rank_*.pt``); None for
+    other layouts (Megatron's distributed checkpoints reshard on load)."""
+    actor = os.path.join(os.path.abspath(os.path.expanduser(checkpoint)), "actor")
+    sizes = {int(m.group(1)) for name in os.listdir(actor) if (m := FSDP_SHARD.fullmatch(name))}
+    if len(sizes) > 1:
+        raise ValueError(f"--checkpoint {checkpoint!r}: actor/ mixes shards of world sizes {sorted(sizes)}")
+    return sizes.pop() if sizes else None
+
+
+def world_size_problem(checkpoint: str, nnodes: int, n_gpus_per_node: int) -> str | None:
+    """Why verl cannot load ``checkpoint`` on ``nnodes`` x ``n_gpus_per_node`` GPUs (FSDP shards are per rank,
+    loaded only by the same world size), with the overrides and alternatives that work; None when it can."""
+    saved = checkpoint_world_size(checkpoint)
+    if saved is None or saved == nnodes * n_gpus_per_node:
+        return None
+    per_node = n_gpus_per_node if saved % n_gpus_per_node == 0 else saved
+    fits = f"trainer.nnodes={saved // per_node} trainer.n_gpus_per_node={per_node}"
+    return (
+        f"--checkpoint {checkpoint!r} was saved by {saved} ranks (actor/model_world_size_{saved}_rank_*.pt) and "
+        f"verl's FSDP loads it only with the same number of GPUs; this run has trainer.nnodes={nnodes} x "
+        f"trainer.n_gpus_per_node={n_gpus_per_node} = {nnodes * n_gpus_per_node}. Add {fits} (more than one node: "
+        f"run these eval overrides through scripts/slurm/rlif.sbatch, docs/replication.md), or convert it with "
+        f"`python -m verl.model_merger merge --backend fsdp --local_dir <checkpoint>/actor --target_dir <hf dir>` "
+        f"and score that with --model <hf dir>"
+    )
 
 
 def main_ppo_command(request: EvalRequest, overrides: list[str]) -> list[str]:

@@ -14,7 +14,9 @@ real_python="$(command -v "${RLIF_PYTHON:-python}")" || { echo "no ${RLIF_PYTHON
 nodes=()
 for i in $(seq 1 "${RLIF_DRY_NODES:-2}"); do nodes+=("node-$i"); done
 work="$(mktemp -d)"
-trap 'rm -rf "$work"' EXIT
+status=1
+# A failed run's error points into $work/logs: keep them then, remove them after a clean run.
+trap 'if (( status == 0 )); then rm -rf "$work"; else echo "(logs kept in $work/logs)" >&2; fi' EXIT
 export SLURM_JOB_NODELIST="node-[1-${#nodes[@]}]" SLURM_JOB_ID="dry-run" STUB_NODES="${nodes[*]}"
 export STUB_LOG="$work/commands.log" STUB_REAL_PYTHON="$real_python" STUB_BLOCK_S=60
 export RLIF_PYTHON=python RLIF_RAY=ray RLIF_POLL_S="${RLIF_POLL_S:-0.2}" RLIF_LOG_DIR="$work/logs"

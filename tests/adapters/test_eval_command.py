@@ -70,7 +70,8 @@ def test_a_model_before_rl_is_scored_without_resuming(capsys):
     "args, message",
     [
         (["--checkpoint", "{tmp}/checkpoints"], "needs the global_step_N folder itself"),
-        (["--checkpoint", "{tmp}/other/global_step_3"], "no actor/ folder in it"),
+        (["--checkpoint", "{tmp}/other/global_step_3"], "does not exist"),
+        (["--checkpoint", "{tmp}/checkpoints/global_step_50/actor/../../nowhere"], "does not exist"),
         (["--model", "m", "--n", "0"], "--n=0 must be at least 1"),
     ],
 )
@@ -83,3 +84,32 @@ def test_a_config_that_fails_the_check_is_not_launched(monkeypatch, capsys):
     monkeypatch.setattr("os.execv", lambda *a: pytest.fail("launched a config that fails the check"))
     assert run_eval("--model", "m", "actor_rollout_ref.rollout.n=1") == 1
     assert "actor_rollout_ref.rollout.n>=2" in capsys.readouterr().err
+
+
+def test_a_folder_without_actor_is_not_a_checkpoint(tmp_path, capsys):
+    (tmp_path / "global_step_3").mkdir()
+    assert run_eval("--checkpoint", str(tmp_path / "global_step_3"), "--dry-run") == 2
+    assert "no actor/ folder in it" in capsys.readouterr().err
+
+
+def shards(checkpoint, world_size):
+    for rank in range(world_size):
+        (checkpoint / "actor" / f"model_world_size_{world_size}_rank_{rank}.pt").write_bytes(b"")
+
+
+def test_an_fsdp_checkpoint_runs_only_on_its_own_world_size(checkpoint, monkeypatch, capsys):
+    monkeypatch.setattr("os.execv", lambda *a: pytest.fail("launched on a world size that cannot load the shards"))
+    shards(checkpoint, 16)  # saved by 2 nodes x 8 GPUs; math_7b_fsdp is 1 x 8
+    assert run_eval("--checkpoint", str(checkpoint)) == 2
+    err = capsys.readouterr().err
+    assert "saved by 16 ranks" in err and "= 8" in err
+    assert "Add trainer.nnodes=2 trainer.n_gpus_per_node=8" in err and "verl.model_merger merge" in err
+    assert run_eval("--checkpoint", str(checkpoint), "--dry-run", "trainer.nnodes=2") == 0
+
+
+def test_an_fsdp_checkpoint_of_the_configs_world_size_is_accepted(checkpoint, capsys):
+    shards(checkpoint, 8)
+    assert run_eval("--checkpoint", str(checkpoint), "--dry-run") == 0
+    shards(checkpoint, 4)  # a folder holding two runs' shards is ambiguous
+    assert run_eval("--checkpoint", str(checkpoint), "--dry-run") == 2
+    assert "mixes shards of world sizes [4, 8]" in capsys.readouterr().err

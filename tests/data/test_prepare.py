@@ -1,6 +1,7 @@
 """``verl-rlif prepare-data`` on small fixture files in each dataset's real column layout (tests/data/fixtures)."""
 
 import base64
+import dataclasses
 import json
 import pickle
 import zlib
@@ -91,8 +92,41 @@ def test_livecodebench_stdin_and_functional_with_private_tests(tmp_path):
 def test_livecodebench_date_window(tmp_path):
     records, summary = code_rows("livecodebench", tmp_path, until="2024-08-01")
     assert [r["extra_info"]["id"] for r in records] == ["abc001_a"] and summary.not_selected == 2
+    assert records[0]["extra_info"]["split"] == "train"  # the older side of a date split is the training file
     records, _ = code_rows("livecodebench", tmp_path, since="2024-08-01")
     assert [r["extra_info"]["id"] for r in records] == ["3001", "abc002_b"]
+    assert {r["extra_info"]["split"] for r in records} == {"test"}
+    records, _ = code_rows("livecodebench", tmp_path, until="2024-08-01", split="validation")
+    assert records[0]["extra_info"]["split"] == "validation"  # --split always wins
+
+
+@pytest.mark.parametrize("flag", ["since", "until"])
+@pytest.mark.parametrize("value", ["2024-8-1", "Aug 2024", "2024/08/01", "20240801", "2024-13-01", ""])
+def test_date_flags_must_be_iso_dates(flag, value, tmp_path):
+    # compared as text, "2024-8-1" sorts after every 2024-0x date and kept test problems in a training file
+    with pytest.raises(DataError, match=f"--{flag} '{value}' is not a date of the form YYYY-MM-DD"):
+        rows("livecodebench", tmp_path, **{flag: value})
+
+
+def test_date_flags_only_apply_to_datasets_with_dates(tmp_path, capsys):
+    with pytest.raises(DataError, match=r"--until only applies to datasets with dates \(livecodebench\), not mbpp"):
+        rows("mbpp", tmp_path, until="2024-08-01")
+    with pytest.raises(DataError, match="the date window is empty"):
+        rows("livecodebench", tmp_path, since="2024-08-01", until="2024-08-01")
+    args = ["prepare-data", "gsm8k", "--input", str(INPUT["gsm8k"]), "--since", "2024-01-01"]
+    assert main(args) == 1 and "--since only applies to datasets with dates" in capsys.readouterr().err
+
+
+def test_date_window_reads_parquet_timestamps_and_needs_a_date(tmp_path):
+    frame = pd.read_json(INPUT["livecodebench"], lines=True, dtype={"question_id": str})
+    frame["contest_date"] = pd.to_datetime(frame["contest_date"])  # the hub copy's column type
+    path = tmp_path / "lcb.parquet"
+    frame.to_parquet(path)
+    summary = prepare("livecodebench", inputs=[str(path)], output=str(tmp_path / "o.parquet"), until="2024-08-01")
+    assert summary.rows == 1 and summary.not_selected == 2
+    undated = write(tmp_path, "bad.jsonl", ['{"question_content": "q", "public_test_cases": []}'])
+    with pytest.raises(DataError, match="bad.jsonl, line 1: missing column 'contest_date'"):  # never kept by default
+        prepare("livecodebench", inputs=[undated], output=str(tmp_path / "o.parquet"), until="2024-08-01")
 
 
 def test_livecodebench_max_tests(tmp_path):
@@ -111,6 +145,46 @@ def test_mbpp_splits_and_literal_asserts(tmp_path):
     assert summary.skipped_tests == 1  # set(similar_elements(...)) == set(...) is not a literal call
     records, _ = code_rows("mbpp", tmp_path, split="train")
     assert [r["extra_info"]["id"] for r in records] == ["601"]
+
+
+def test_mbpp_text_task_ids_and_a_single_challenge_test(tmp_path):
+    lines = [
+        '{"task_id": "11", "text": "a", "test_list": ["assert f(1) == 2"], "challenge_test_list": "assert f(5) == 6"}',
+        '{"task_id": "601", "text": "b", "test_list": ["assert g(1) == 2"]}',  # train: outside the default test split
+    ]
+    path = write(tmp_path, "mbpp.jsonl", lines)
+    summary = prepare("mbpp", inputs=[path], output=str(tmp_path / "o.parquet"))
+    (record,) = pd.read_parquet(tmp_path / "o.parquet").to_dict(orient="records")
+    assert summary.not_selected == 1 and record["extra_info"]["id"] == "11"
+    assert json.loads(record["extra_info"]["inputs"]) == [[1], [5]]  # the challenge test whole, not char by char
+
+
+def test_code_problems_without_a_literal_test_are_left_out_and_counted(tmp_path, capsys):
+    # HumanEval/32, /38, /50 check with random inputs only: left out (like rows outside the split), not an error
+    random_only = {
+        "task_id": "HumanEval/32",
+        "prompt": "def find_zero(xs):\n",
+        "entry_point": "find_zero",
+        "test": "def check(candidate):\n    for _ in range(100):\n        assert abs(poly(candidate(xs))) < 1e-4\n",
+    }
+    path = tmp_path / "humaneval.jsonl"
+    path.write_text(INPUT["humaneval"].read_text() + json.dumps(random_only) + "\n")
+    summary = prepare("humaneval", inputs=[str(path)], output=str(tmp_path / "o.parquet"))
+    assert summary.rows == 1 and summary.invalid == []
+    assert summary.untestable == [f"{path}, line 2: none of its 1 test case(s) is a literal call"]
+    assert main(["prepare-data", "humaneval", "--input", str(path), "--output", str(tmp_path / "o.parquet")]) == 0
+    out = capsys.readouterr().out
+    assert "wrote 1 row of humaneval" in out and "1 code problem(s) without a literal test case" in out
+
+
+def test_rows_without_an_id_get_a_stable_one(tmp_path):
+    records, _ = rows("math", tmp_path)  # the MATH release: one file per problem, named by its path
+    assert [r["extra_info"]["id"] for r in records] == ["train/algebra/1.json", "train/algebra/2.json",
+                                                        "train/geometry/7.json"]  # fmt: skip
+    records, _ = rows("gsm8k", tmp_path)
+    assert [r["extra_info"]["id"] for r in records] == ["gsm8k.jsonl#1", "gsm8k.jsonl#2"]
+    records, _ = rows("aime2024", tmp_path)  # ids from the data win
+    assert all(r["extra_info"]["id"] and "#" not in r["extra_info"]["id"] for r in records)
 
 
 def test_humaneval(tmp_path):
@@ -185,10 +259,28 @@ def test_missing_column_names_file_line_and_accepted_names(tmp_path):
         ("math500", "[1, 2]", "expected a JSON object"),
         ("gsm8k", '{"question": "q", "answer": "no final line"}', "no '#### <final answer>' line"),
         ("math", '{"problem": "p", "solution": "no box here"}', "no \\boxed{} answer"),
-        ("mbpp", '{"task_id": 11, "text": "t", "test_list": ["assert f(x) == 1"]}', "no usable test input"),
+        ("mbpp", '{"task_id": 11, "text": "t", "test_list": []}', "the row has no test cases"),
         ("mbpp", '{"task_id": 11, "text": "t", "test_list": ["assert f(1"]}', "not valid Python"),
+        ("mbpp", '{"task_id": 11, "text": "t", "test_list": [3]}', "'test_list' must be a list of assert"),
+        ("mbpp", '{"text": "t", "test_list": ["assert f(1) == 2"], "challenge_test_list": [1]}', "challenge_test_list"),
         ("humaneval", '{"prompt": "def f(): ...", "entry_point": "f", "test": 3}', "must be non-empty text"),
         ("livecodebench", '{"question_content": "q", "public_test_cases": "%%%"}', "cannot be decoded"),
+        ("livecodebench", '{"question_content": "q", "public_test_cases": [1, 2]}', "cannot be decoded"),
+        ("livecodebench", '{"question_content": "q", "public_test_cases": 7}', "cannot be decoded"),
+        (
+            "livecodebench",
+            '{"question_content": "q", "public_test_cases": [], "metadata": "[]"}',
+            "JSON object, got list",
+        ),
+        ("livecodebench", '{"question_content": "q", "public_test_cases": [], "metadata": "\\"x\\""}', "got str"),
+        ("livecodebench", '{"question_content": "q", "public_test_cases": [], "metadata": "{"}', "not JSON"),
+        (
+            "livecodebench",
+            '{"question_content": "q", "public_test_cases": [], "metadata": {"func_name": 3}}',
+            "must be text",
+        ),
+        ("math500", '{"problem": "p", "answer": ["1"]}', "the answer must be text or a number, got list"),
+        ("math500", '{"problem": "p", "answer": {"a": 1}}', "the answer must be text or a number, got dict"),
     ],
 )
 def test_malformed_rows(name, line, why, tmp_path):
@@ -196,6 +288,17 @@ def test_malformed_rows(name, line, why, tmp_path):
     with pytest.raises(DataError, match="bad.jsonl, line 1") as error:
         prepare(name, inputs=[path], output=str(tmp_path / "out.parquet"))
     assert why in str(error.value)
+
+
+def test_an_unexpected_converter_failure_names_the_row_and_never_shows_a_traceback(tmp_path, monkeypatch, capsys):
+    def trips(row, options):
+        return row["missing"]  # KeyError: a row shape no converter check foresaw
+
+    monkeypatch.setitem(SOURCES, "math500", dataclasses.replace(SOURCES["math500"], convert=trips))
+    path = write(tmp_path, "odd.jsonl", ['{"problem": "p"}'])
+    assert main(["prepare-data", "math500", "--input", path, "--output", str(tmp_path / "o.parquet")]) == 1
+    err = capsys.readouterr().err
+    assert f"{path}, line 1: cannot convert this row (KeyError: 'missing')" in err and "Traceback" not in err
 
 
 def test_skip_invalid_keeps_going_and_reports(tmp_path):
@@ -290,3 +393,16 @@ def test_encoded_test_cases_refuse_pickled_objects():
     hostile = base64.b64encode(zlib.compress(pickle.dumps(Path("/")))).decode()  # needs a global to rebuild
     with pytest.raises(pickle.UnpicklingError, match="refusing to load"):
         decode_test_cases(hostile)
+
+
+def test_output_help_names_the_data_dir_variable(capsys):
+    with pytest.raises(SystemExit):
+        main(["prepare-data", "--help"])
+    assert "$RLIF_DATA_DIR/NAME.parquet" in " ".join(capsys.readouterr().out.split())
+
+
+def test_math_solution_with_a_braceless_boxed_answer(tmp_path):
+    path = write(tmp_path, "math.jsonl", ['{"problem": "2+3?", "solution": "So the answer is $\\\\boxed 5$."}'])
+    summary = prepare("math", inputs=[path], output=str(tmp_path / "o.parquet"))
+    assert summary.rows == 1
+    assert pd.read_parquet(tmp_path / "o.parquet")["reward_model"][0]["ground_truth"] == "5"

@@ -66,6 +66,11 @@ def calls(log, prefix):
     return [line for line in log if line.startswith(prefix)]
 
 
+def node_of(line):
+    """The node a stub call ran on (``... @gpu-02 ...``)."""
+    return line.split(" @")[-1].split()[0]
+
+
 def test_head_workers_join_check_then_main_ppo(cluster, tmp_path):
     done, log = cluster("preset=vote_only")
     assert done.returncode == 0, done.stderr
@@ -76,13 +81,13 @@ def test_head_workers_join_check_then_main_ppo(cluster, tmp_path):
     # one head on the first node, a worker on each other node, all through srun on that node
     starts = calls(log, "ray start")
     assert starts[0].startswith("ray start --head --node-ip-address=10.0.0.1 --port=6379 --num-gpus 8 --block")
-    assert starts[0].endswith("@gpu-01")
-    assert sorted(s.split("@")[-1] for s in starts[1:]) == ["gpu-02", "gpu-03"]
+    assert node_of(starts[0]) == "gpu-01"
+    assert sorted(node_of(s) for s in starts[1:]) == ["gpu-02", "gpu-03"]
     assert all("--address=10.0.0.1:6379" in s for s in starts[1:])
     assert all("--overlap --nodes=1 --ntasks=1" in line for line in calls(log, "srun"))
     # every node imports the plugin, then main_ppo runs once on the batch host against the running cluster
     plugin_checks = calls(log, "python -m verl_rlif.cli node-check")
-    assert sorted(c.split("@")[-1].split()[0] for c in plugin_checks) == NODES
+    assert sorted(node_of(c) for c in plugin_checks) == NODES
     (main_ppo,) = calls(log, "python -m verl.trainer.main_ppo")
     assert "@batch RAY_ADDRESS=10.0.0.1:6379" in main_ppo
     assert f"--config-path {tmp_path}/configs --config-name math_7b_fsdp trainer.nnodes=3 " in main_ppo
@@ -120,10 +125,22 @@ def test_a_config_that_fails_the_check_starts_nothing(cluster):
     assert not calls(log, "ray") and not calls(log, "srun")
 
 
+def site_commands(tmp_path):
+    """The stub python and ray under other names at a site path, so a hard-coded `python`/`ray` would show."""
+    site = tmp_path / "x" / "envs" / "bin"
+    site.mkdir(parents=True)
+    (site / "python3.11").symlink_to(STUBS / "python")
+    (site / "ray-2.40").symlink_to(STUBS / "ray")
+    return str(site / "python3.11"), str(site / "ray-2.40")
+
+
 def test_every_site_value_comes_from_the_environment(cluster, tmp_path):
     setup = tmp_path / "site.sh"
-    setup.write_text("export SITE_SOURCED=1\n")
+    setup.write_text('echo "site setup ${STUB_NODE:-batch}" >> "$STUB_LOG"\n')
+    python, ray = site_commands(tmp_path)
     done, log = cluster(
+        RLIF_PYTHON=python,
+        RLIF_RAY=ray,
         RLIF_CONFIG="math_32b_megatron",
         RLIF_CONFIG_PATH="/shared/verl-rlif/configs",
         RLIF_GPUS_PER_NODE="4",
@@ -138,10 +155,19 @@ def test_every_site_value_comes_from_the_environment(cluster, tmp_path):
     head = calls(log, "ray start --head")[0]
     assert "--node-ip-address=192.168.0.7 --port=6380 --num-gpus 4 --num-cpus 96 --temp-dir /scratch/ray" in head
     assert all("--overlap --mpi=none" in line for line in calls(log, "srun"))
+    # Ray's steps get the node's CPUs (srun no longer inherits sbatch's --cpus-per-task); other steps do not
+    ray_steps = [line for line in calls(log, "srun") if f" {ray} start " in line]
+    assert len(ray_steps) == 3 and all("--cpus-per-task=96" in line for line in ray_steps)
+    assert not any("--cpus-per-task" in line for line in calls(log, "srun") if line not in ray_steps)
     (main_ppo,) = calls(log, "python -m verl.trainer.main_ppo")
     assert "--config-path /shared/verl-rlif/configs --config-name math_32b_megatron" in main_ppo
     assert "trainer.n_gpus_per_node=4" in main_ppo and "RAY_ADDRESS=192.168.0.7:6380" in main_ppo
-    assert not calls(log, "hostname")  # RLIF_HEAD_IP given: no lookup
+    # every python and ray call went through the configured paths, none through a bare `python`/`ray`
+    assert all(line.endswith(f"via={python}") for line in calls(log, "python"))
+    assert len(calls(log, "python -m verl_rlif.cli ray-nodes")) >= 1 and len(calls(log, "python")) >= 6
+    assert all(line.endswith(f"via={ray}") for line in calls(log, "ray start")) and len(calls(log, "ray")) == 3
+    assert "site setup batch" in log and all(f"site setup {node}" in log for node in NODES)
+    assert not any("hostname --ip-address" in line for line in calls(log, "srun"))  # RLIF_HEAD_IP given: no lookup
 
 
 def test_main_ppos_exit_status_is_the_jobs(cluster):
@@ -190,3 +216,77 @@ def test_the_shipped_dry_run_runs_the_real_config_check(tmp_path):
         timeout=120,
     )
     assert bad.returncode == 1 and "actor_rollout_ref.rollout.n>=2" in bad.stderr and "ray start" not in bad.stdout
+
+
+def test_a_failed_dry_run_keeps_the_logs_its_error_points_to(tmp_path):
+    import re
+    import sys
+
+    done = subprocess.run(
+        [str(SCRIPT.parent / "dry-run.sh")],
+        cwd=SCRIPT.parents[2],
+        env={
+            "PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin",
+            "HOME": str(tmp_path),
+            "TMPDIR": str(tmp_path),
+            "STUB_RAY_FAIL": "node-2",
+        },
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 1 and "ray start exited on node-2" in done.stderr
+    log = re.search(r"see (\S+/ray-node-2\.log)", done.stderr).group(1)
+    assert "ray: cannot reach the head" in Path(log).read_text()  # still there after the script exited
+
+
+def test_cpus_per_task_defaults_to_the_allocations(cluster):
+    done, log = cluster(SLURM_CPUS_ON_NODE="64")
+    assert done.returncode == 0, done.stderr
+    ray_steps = [line for line in calls(log, "srun") if ":: ray start" in line]
+    assert len(ray_steps) == 3 and all("--cpus-per-task=64" in line for line in ray_steps)
+    assert all("--num-cpus 64" in line for line in calls(log, "ray start"))
+
+
+def test_setup_file_is_sourced_in_the_batch_shell_too(cluster, tmp_path):
+    """A site whose setup is what puts python on PATH: the check, the join wait and main_ppo need it here too."""
+    bare = tmp_path / "bare"  # the stubs without python
+    bare.mkdir()
+    for stub in STUBS.iterdir():
+        if stub.name != "python":
+            (bare / stub.name).symlink_to(stub)
+    env_bin = tmp_path / "env" / "bin"
+    env_bin.mkdir(parents=True)
+    (env_bin / "python").symlink_to(STUBS / "python")
+    setup = tmp_path / "site.sh"
+    # like module/conda scripts, it also reads a variable that is not set (the script runs with set -u)
+    setup.write_text(f'export PATH="{env_bin}:$PATH"\nunset_reader="$NOT_SET_ANYWHERE"\n')
+    done, log = cluster(PATH=f"{bare}:/usr/bin:/bin", RLIF_SETUP=str(setup))
+    assert done.returncode == 0, done.stderr
+    assert "command not found" not in done.stderr
+    assert calls(log, "python -m verl_rlif.cli check") and calls(log, "python -m verl.trainer.main_ppo")
+
+
+def test_a_loopback_head_address_falls_back_to_hostname_i(cluster):
+    done, log = cluster(STUB_IP_ADDRESS="127.0.1.1")  # Debian's /etc/hosts entry for the own name
+    assert done.returncode == 0, done.stderr
+    assert calls(log, "ray start --head --node-ip-address=10.0.0.1 ")
+    assert any(":: hostname -I" in line for line in calls(log, "srun"))
+    done, log = cluster(STUB_IP_ADDRESS="127.0.1.1", STUB_ALL_IPS="127.0.0.1")
+    assert done.returncode == 1 and "set RLIF_HEAD_IP" in done.stderr and "127.0.0.1" in done.stderr
+    assert not calls(log, "ray")
+
+
+def test_nodes_join_under_hostnames_other_than_their_slurm_names(cluster):
+    done, log = cluster(STUB_HOST_PREFIX="ib-")  # Ray reports ib-gpu-01.cluster.local, SLURM says gpu-01
+    assert done.returncode == 0, done.stderr
+    assert "all 3 node(s) joined" in done.stdout
+    done, _ = cluster(STUB_HOST_PREFIX="ib-", STUB_ALIVE="gpu-01 gpu-02", RLIF_JOIN_TIMEOUT_S="1")
+    assert done.returncode == 1 and "never joined: gpu-03." in done.stderr  # named by its SLURM name
+
+
+def test_a_failing_ray_query_is_quoted_not_mistaken_for_missing_nodes(cluster, tmp_path):
+    done, _ = cluster(STUB_RAY_NODES_FAIL="cannot reach GCS at 10.0.0.1:6379", RLIF_JOIN_TIMEOUT_S="1")
+    assert done.returncode == 1 and "never joined: gpu-01." in done.stderr
+    assert "Asking Ray for its nodes failed: ConnectionError: cannot reach GCS at 10.0.0.1:6379" in done.stderr
+    assert "Traceback" in (tmp_path / "logs" / "ray-nodes.log").read_text()

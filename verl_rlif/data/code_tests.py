@@ -121,16 +121,19 @@ class _NoGlobals(pickle.Unpickler):
 def decode_test_cases(value: Any) -> list[dict]:
     """LiveCodeBench test cases: a list, its JSON, or base64(zlib(pickle(JSON))) -> list of dicts."""
     if isinstance(value, list):
-        return value
-    if not isinstance(value, str) or not value.strip():
+        cases = value
+    elif value is None or (isinstance(value, str) and not value.strip()):
         return []
-    text = value.strip()
-    if not text.startswith("["):
-        raw = zlib.decompress(base64.b64decode(text))
-        text = _NoGlobals(io.BytesIO(raw)).load()
-        if not isinstance(text, str):
-            raise ValueError("encoded test cases did not decode to a JSON string")
-    cases = json.loads(text)
+    elif not isinstance(value, str):
+        raise ValueError(f"test cases must be a list or text, got {type(value).__name__}")
+    else:
+        text = value.strip()
+        if not text.startswith("["):
+            raw = zlib.decompress(base64.b64decode(text))
+            text = _NoGlobals(io.BytesIO(raw)).load()
+            if not isinstance(text, str):
+                raise ValueError("encoded test cases did not decode to a JSON string")
+        cases = json.loads(text)
     if not isinstance(cases, list) or not all(isinstance(c, dict) for c in cases):
         raise ValueError("test cases must be a JSON list of objects with 'input' and 'output'")
     return cases

@@ -26,6 +26,9 @@ class Row:
     values: dict[str, Any]
     where: str
     """``path, line 7`` (JSONL), ``path, row 7`` (JSON list, parquet), ``hub openai/gsm8k [test], row 7``."""
+    key: str = ""
+    """A stable id for rows without one: the file's path below the input directory (or its name) with ``#<row>``
+    where the file holds several rows (``algebra/1.json``, ``test.jsonl#7``), or ``<hub split>#<row>``."""
 
 
 def plain(value: Any) -> Any:
@@ -39,17 +42,18 @@ def plain(value: Any) -> Any:
     return value
 
 
-def _files(path: Path) -> list[Path]:
+def _files(path: Path) -> list[tuple[Path, str]]:
+    """(file, its name for row keys: the path below ``path`` for a directory, else the file name)."""
     if path.is_dir():
         found = sorted(p for p in path.rglob("*") if p.is_file() and p.name.endswith(SUFFIXES))
         if not found:
             raise DataError(f"{path}: no {', '.join(SUFFIXES)} files in this directory")
-        return found
+        return [(p, p.relative_to(path).as_posix()) for p in found]
     if not path.exists():
         raise DataError(f"{path}: no such file or directory")
     if not path.name.endswith(SUFFIXES):
         raise DataError(f"{path}: unsupported file type; expected one of {', '.join(SUFFIXES)} or a directory")
-    return [path]
+    return [(path, path.name)]
 
 
 def _object(value: Any, where: str) -> dict[str, Any]:
@@ -58,7 +62,7 @@ def _object(value: Any, where: str) -> dict[str, Any]:
     return value
 
 
-def _read_jsonl(path: Path) -> Iterator[Row]:
+def _read_jsonl(path: Path, name: str) -> Iterator[Row]:
     with path.open(encoding="utf-8") as f:
         for number, line in enumerate(f, start=1):
             if not line.strip():
@@ -68,25 +72,25 @@ def _read_jsonl(path: Path) -> Iterator[Row]:
                 value = json.loads(line)
             except ValueError as exc:
                 raise DataError(f"{where}: invalid JSON ({exc})") from None
-            yield Row(_object(value, where), where)
+            yield Row(_object(value, where), where, f"{name}#{number}")
 
 
-def _read_json(path: Path) -> Iterator[Row]:
+def _read_json(path: Path, name: str) -> Iterator[Row]:
     try:
         value = json.loads(path.read_text(encoding="utf-8"))
     except ValueError as exc:
         raise DataError(f"{path}: invalid JSON ({exc}); JSON Lines files must end in .jsonl") from None
     if isinstance(value, dict):
-        yield Row(value, f"{path}, row 1")
+        yield Row(value, f"{path}, row 1", name)
         return
     if not isinstance(value, list):
         raise DataError(f"{path}: expected a JSON object or a list of objects, got {type(value).__name__}")
     for number, item in enumerate(value, start=1):
         where = f"{path}, row {number}"
-        yield Row(_object(item, where), where)
+        yield Row(_object(item, where), where, f"{name}#{number}")
 
 
-def _read_parquet(path: Path) -> Iterator[Row]:
+def _read_parquet(path: Path, name: str) -> Iterator[Row]:
     import pandas as pd
 
     try:
@@ -94,14 +98,14 @@ def _read_parquet(path: Path) -> Iterator[Row]:
     except Exception as exc:
         raise DataError(f"{path}: not a readable parquet file ({type(exc).__name__}: {exc})") from None
     for number, record in enumerate(frame.to_dict(orient="records"), start=1):
-        yield Row(plain(record), f"{path}, row {number}")
+        yield Row(plain(record), f"{path}, row {number}", f"{name}#{number}")
 
 
 def read_local(paths: list[str]) -> Iterator[Row]:
     readers = {".jsonl": _read_jsonl, ".json": _read_json, ".parquet": _read_parquet}
     for given in paths:
-        for path in _files(Path(os.path.expanduser(given))):
-            yield from readers[path.suffix](path)
+        for path, name in _files(Path(os.path.expanduser(given))):
+            yield from readers[path.suffix](path, name)
 
 
 def load_hub_dataset(path: str, config: str | None, split: str, data_files: list[str] | None):
@@ -127,4 +131,4 @@ def read_hub(path: str, config: str | None, split: str, data_files: tuple[str, .
             f"download the files and pass them with --input"
         ) from None
     for number, record in enumerate(dataset, start=1):
-        yield Row(plain(dict(record)), f"{label}, row {number}")
+        yield Row(plain(dict(record)), f"{label}, row {number}", f"{split}#{number}")

@@ -14,6 +14,7 @@ import pickle
 import zlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import date
 from typing import Any
 
 from verl_rlif.answers import boxed_content
@@ -42,12 +43,16 @@ class NotSelected(Exception):  # noqa: N818 (a filter outcome, not an error)
     """A valid row outside the requested split or date window."""
 
 
+class Untestable(Exception):  # noqa: N818 (a filter outcome, not an error)
+    """A well-formed code row none of whose test cases is a literal call (HumanEval/32's random asserts)."""
+
+
 @dataclass(frozen=True)
 class Options:
     split: str
     max_tests: int = 16
-    since: str | None = None
-    until: str | None = None
+    since: date | None = None
+    until: date | None = None
 
 
 @dataclass
@@ -79,6 +84,8 @@ class Source:
     hub: HubSpec
     convert: Callable[[Mapping[str, Any], Options], Example]
     description: str
+    dated: bool = False
+    """Rows carry a date, so --since/--until apply (LiveCodeBench's contest_date)."""
 
 
 def column(row: Mapping[str, Any], *names: str, required: bool = True) -> Any:
@@ -101,6 +108,8 @@ def text(row: Mapping[str, Any], *names: str) -> str:
 
 def answer_text(value: Any) -> str:
     """A ground-truth answer as text: integral floats lose their ``.0`` (AMC stores 142.0)."""
+    if isinstance(value, (list, tuple, dict, Mapping)):  # str() would make "['1']" a ground truth
+        raise RowError(f"the answer must be text or a number, got {type(value).__name__} {str(value)[:40]!r}")
     if isinstance(value, float) and value.is_integer():
         value = int(value)
     result = str(value).strip()
@@ -179,7 +188,9 @@ def convert_dapo(row: Mapping[str, Any], options: Options) -> Example:
 
 def _code_example(problem: str, tests: CodeTests, ident: str, options: Options) -> Example:
     if not tests.inputs:
-        raise RowError(f"no usable test input ({tests.skipped} test case(s) could not be read as literals)")
+        if not tests.skipped:
+            raise RowError("the row has no test cases")
+        raise Untestable(f"none of its {tests.skipped} test case(s) is a literal call")
     kept = tests.truncated(options.max_tests)
     extra = {"inputs": json.dumps(kept.inputs), "fn_name": kept.fn_name or ""}
     return Example(problem, kept.ground_truth(), ident, extra, skipped_tests=tests.skipped)
@@ -190,21 +201,51 @@ def _function_instruction(fn_name: str, example_args: list[Any]) -> str:
     return f"Write a Python 3 function `{fn_name}`; it is called like `{call}` and must return the answer. {CODE_BLOCK}"
 
 
+def _contest_date(row: Mapping[str, Any]) -> date:
+    """The row's ``contest_date`` (ISO text, or a datetime/Timestamp from parquet or the hub) as a date."""
+    value = column(row, "contest_date")
+    if hasattr(value, "date") and callable(value.date):
+        return value.date()
+    try:
+        return date.fromisoformat(str(value)[:10])
+    except ValueError:
+        raise RowError(f"column 'contest_date' is not a YYYY-MM-DD date: {str(value)[:40]!r}") from None
+
+
+def _in_window(row: Mapping[str, Any], options: Options) -> bool:
+    if options.since is None and options.until is None:
+        return True
+    when = _contest_date(row)
+    return (options.since is None or when >= options.since) and (options.until is None or when < options.until)
+
+
+def _metadata(row: Mapping[str, Any]) -> Mapping[str, Any]:
+    metadata = column(row, "metadata", required=False) or {}
+    if isinstance(metadata, str):
+        try:
+            metadata = json.loads(metadata)
+        except ValueError as exc:
+            raise RowError(f"column 'metadata' is not JSON: {exc}") from None
+    if not isinstance(metadata, Mapping):
+        raise RowError(f"column 'metadata' must be a JSON object, got {type(metadata).__name__}")
+    fn_name = metadata.get("func_name")
+    if fn_name is not None and not isinstance(fn_name, str):
+        raise RowError(f"metadata 'func_name' must be text, got {type(fn_name).__name__} {fn_name!r}")
+    return metadata
+
+
 def convert_livecodebench(row: Mapping[str, Any], options: Options) -> Example:
     """LiveCodeBench: statement (+ starter code), public then private tests, ``func_name`` in ``metadata``."""
-    date = str(column(row, "contest_date", required=False) or "")[:10]
-    if (options.since and date < options.since) or (options.until and date >= options.until):
+    if not _in_window(row, options):
         raise NotSelected
     statement = text(row, "question_content", "problem", "question")
     title = row_id(row, "question_title")
-    metadata = column(row, "metadata", required=False) or {}
+    fn_name = _metadata(row).get("func_name") or None
     try:
-        metadata = json.loads(metadata) if isinstance(metadata, str) else dict(metadata)
         cases = decode_test_cases(column(row, "public_test_cases"))
         cases += decode_test_cases(column(row, "private_test_cases", required=False))
     except (ValueError, TypeError, EOFError, zlib.error, pickle.UnpicklingError) as exc:
-        raise RowError(f"test cases or metadata cannot be decoded: {exc}") from None
-    fn_name = metadata.get("func_name") or None
+        raise RowError(f"test cases cannot be decoded: {exc}") from None
     tests = parse_cases(cases, fn_name)
     starter = row_id(row, "starter_code").strip()
     if fn_name:
@@ -223,24 +264,39 @@ def _asserts(source, **kwargs) -> CodeTests:
         raise RowError(str(exc)) from None
 
 
+def _assert_list(row: Mapping[str, Any], name: str, required: bool = True) -> list[str]:
+    """An MBPP assert column: a list of statements (a single statement is a list of one)."""
+    value = column(row, name, required=required)
+    if value is None:
+        return []
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list) or not all(isinstance(t, str) for t in value):
+        raise RowError(f"column {name!r} must be a list of assert statements, got {str(value)[:60]!r}")
+    return value
+
+
+def _task_id(row: Mapping[str, Any]) -> int | None:
+    """MBPP's integer task_id (some re-uploads store it as text: "11"); None when absent or not a number."""
+    task_id = column(row, "task_id", required=False)
+    if isinstance(task_id, str) and task_id.strip().isdigit():
+        return int(task_id)
+    return task_id if isinstance(task_id, int) and not isinstance(task_id, bool) else None
+
+
 def convert_mbpp(row: Mapping[str, Any], options: Options) -> Example:
     """MBPP (full or sanitized): ``text``/``prompt`` + the literal asserts of ``test_list`` (and challenge tests)."""
-    task_id = column(row, "task_id", required=False)
+    task_id = _task_id(row)
     low, high = MBPP_SPLITS.get(options.split, (None, None))
-    if low is not None and isinstance(task_id, int) and not low <= task_id <= high:
+    if low is not None and task_id is not None and not low <= task_id <= high:
         raise NotSelected
     statement = text(row, "text", "prompt")
-    test_list = column(row, "test_list")
-    if isinstance(test_list, str):
-        test_list = [test_list]
-    if not isinstance(test_list, list) or not all(isinstance(t, str) for t in test_list):
-        raise RowError("column 'test_list' must be a list of assert statements")
-    challenge = column(row, "challenge_test_list", required=False) or []
-    tests = _asserts([*test_list, *[t for t in challenge if isinstance(t, str)]])
+    tests = _asserts([*_assert_list(row, "test_list"), *_assert_list(row, "challenge_test_list", required=False)])
+    ident = row_id(row, "task_id")
     if not tests.inputs:
-        return _code_example(statement, tests, str(task_id or ""), options)  # raises: no usable test
+        return _code_example(statement, tests, ident, options)  # raises: no usable test
     problem = f"{statement}\n\n{_function_instruction(tests.fn_name, tests.inputs[0])}"
-    return _code_example(problem, tests, str(task_id or ""), options)
+    return _code_example(problem, tests, ident, options)
 
 
 def convert_humaneval(row: Mapping[str, Any], options: Options) -> Example:
@@ -252,8 +308,8 @@ def convert_humaneval(row: Mapping[str, Any], options: Options) -> Example:
     return _code_example(problem, tests, row_id(row, "task_id"), options)
 
 
-def _source(name, ability, split, hub, convert, description) -> tuple[str, Source]:
-    return name, Source(name, ability, split, hub, convert, description)
+def _source(name, ability, split, hub, convert, description, dated=False) -> tuple[str, Source]:
+    return name, Source(name, ability, split, hub, convert, description, dated)
 
 
 SOURCES: dict[str, Source] = dict(
@@ -276,7 +332,8 @@ SOURCES: dict[str, Source] = dict(
                 HubSpec("livecodebench/code_generation_lite", split="train",
                         data_files=tuple(f"test{n}.jsonl" for n in ("", 2, 3, 4, 5, 6))),
                 convert_livecodebench,
-                "LiveCodeBench: question_content, starter_code, public/private_test_cases, metadata.func_name"),
+                "LiveCodeBench: question_content, starter_code, public/private_test_cases, metadata.func_name",
+                dated=True),
         _source("mbpp", "code", "test", HubSpec("google-research-datasets/mbpp", config="full"), convert_mbpp,
                 "MBPP: text (or prompt) + test_list asserts; --split picks the official task_id range"),
         _source("humaneval", "code", "test", HubSpec("openai/openai_humaneval"), convert_humaneval,
