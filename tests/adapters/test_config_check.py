@@ -268,3 +268,17 @@ def test_compose_errors_name_the_valid_choices(capsys):
     assert "did you mean rlif.kl_cov.top_token_fraction?" in err and "'rlif.vote.mode'" in err
     assert main([*args, "math_7b"]) == 2
     assert "'math_7b_fsdp'" in capsys.readouterr().err
+
+
+def test_check_warns_when_the_training_data_is_smaller_than_one_batch(tmp_path, monkeypatch, capsys):
+    import pandas as pd
+
+    monkeypatch.setenv("RLIF_DATA_DIR", str(tmp_path))
+    for name in ["math500", "aime2024", "amc"]:
+        (tmp_path / f"{name}.parquet").write_bytes(b"")
+    pd.DataFrame({"prompt": ["a"] * 3}).to_parquet(tmp_path / "math.parquet")
+    args = ["check", "--config-path", str(CONFIGS), "--config-name", "math_7b_fsdp"]
+    assert main([*args, "data.train_batch_size=4", "actor_rollout_ref.actor.ppo_mini_batch_size=4"]) == 0
+    assert "hold 3 rows, fewer than data.train_batch_size=4" in capsys.readouterr().out
+    assert main([*args, "data.train_batch_size=2", "actor_rollout_ref.actor.ppo_mini_batch_size=2"]) == 0
+    assert "fewer than" not in capsys.readouterr().out

@@ -311,4 +311,24 @@ def data_file_warnings(config: DictConfig) -> list[str]:
                 f"{key}: {missing} not found from {os.getcwd()}; write them with `verl-rlif prepare-data` "
                 f"(docs/replication.md) or {where}"
             )
+        elif key == "data.train_files":
+            warnings += _too_few_rows(config, files)
     return warnings
+
+
+def _too_few_rows(config: DictConfig, files: list[str]) -> list[str]:
+    """verl's training loader drops the last partial batch: fewer rows than one batch means no step at all."""
+    import pyarrow.parquet as pq
+
+    try:
+        rows = sum(pq.ParquetFile(os.path.expanduser(f)).metadata.num_rows for f in files)
+    except Exception:  # not parquet (verl reads other formats too) or unreadable: verl will say so itself
+        return []
+    batch_key = "data.gen_batch_size" if _get(config, "data.gen_batch_size") else "data.train_batch_size"
+    batch = int(_get(config, batch_key, 0))
+    if rows >= batch:
+        return []
+    return [
+        f"data.train_files hold {rows} rows, fewer than {batch_key}={batch}: verl drops the partial batch, so no "
+        f"training step would run; lower {batch_key} or add data"
+    ]
