@@ -1,5 +1,5 @@
 """Contract with verl's private surface: every private method or field we override or call, with the signature we
-rely on. If verl changes any of them this fails first, naming the piece (docs/how-it-plugs-into-verl.md, table 2).
+rely on. If verl changes any of them this fails first, naming the piece (docs/how-it-plugs-into-verl.md §3).
 """
 
 import inspect
@@ -51,7 +51,7 @@ def test_fsdp_engine_surface():
     ]
     assert params(FSDPEngine._gather_and_unpad_packed) == ["self", "tensor", "pad_size"]
     source = inspect.getsource(FSDPEngineWithLMHead.prepare_model_inputs)
-    for key in ("temperature_rmpad", "pad_size", "temperature_is_one"):
+    for key in ("temperature_rmpad", "temperature", "pad_size", "temperature_is_one"):
         assert f'"{key}"' in source, f"output_args no longer carries {key}"
 
 
@@ -78,6 +78,31 @@ def test_extension_points():
     assert "vendor" in inspect.signature(EngineRegistry.register).parameters
     assert params(RewardManagerBase.run_single) == ["self", "data"]
     assert {"dp_size", "batch_num_tokens", "global_batch_size"} <= set(inspect.signature(agg_loss).parameters)
+
+
+def test_registries_the_adapters_register_into():
+    from verl.experimental.reward_loop.reward_manager import get_reward_manager_cls, register
+    from verl.trainer.ppo.core_algos import (
+        get_adv_estimator_fn,
+        get_policy_loss_fn,
+        register_adv_est,
+        register_policy_loss,
+    )
+    from verl.trainer.ppo.v1 import get_trainer_cls, register_trainer
+
+    for decorator in (register, register_adv_est, register_policy_loss, register_trainer):
+        assert params(decorator)[:1] == ["name"] or params(decorator)[:1] == ["name_or_enum"], decorator
+    for lookup in (get_reward_manager_cls, get_adv_estimator_fn, get_policy_loss_fn, get_trainer_cls):
+        assert len(params(lookup)) == 1, lookup
+
+
+def test_trainer_helpers():
+    from verl.trainer.ppo.rollout_corr_helper import compute_rollout_correction_and_add_to_batch
+    from verl.workers.utils.padding import response_from_nested, response_to_nested
+
+    assert params(compute_rollout_correction_and_add_to_batch)[:2] == ["batch", "rollout_corr_config"]
+    assert params(response_from_nested)[:2] == ["tensor", "response_mask"]
+    assert params(response_to_nested)[:2] == ["tensor", "response_mask"]
 
 
 def test_old_log_prob_pass_stores_entropy_for_the_entropy_baseline():

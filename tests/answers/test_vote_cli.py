@@ -62,3 +62,11 @@ def test_bad_flags_and_files_name_what_is_valid(tmp_path, capsys):
     binary.write_bytes(b"PAR1\xbc\xff\x00")
     assert main(["vote", str(binary)]) == 2
     assert "not UTF-8 text; vote reads JSONL" in capsys.readouterr().err
+
+
+def test_a_tied_group_counts_the_share_of_right_winners_as_training_does(tmp_path, capsys):
+    tied = tmp_path / "tied.jsonl"
+    lines = [{"group": 1, "response": f"\\boxed{{{a}}}", "answer": "1"} for a in ["1", "1", "2", "2"]]
+    tied.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    assert main(["vote", str(tied), "--output", str(tmp_path / "out.jsonl")]) == 0
+    assert json.loads(capsys.readouterr().out)["pseudo_label_accuracy"] == 0.5

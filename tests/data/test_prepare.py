@@ -196,7 +196,8 @@ def test_humaneval(tmp_path):
 
 
 def test_code_rows_match_the_code_extractors_schema(tmp_path):
-    code = pytest.importorskip("verl_rlif.answers.code", reason="the code extractor arrives with the sandbox issue")
+    from verl_rlif.answers import code
+
     for name in ("livecodebench", "mbpp", "humaneval"):
         records, _ = code_rows(name, tmp_path)
         for record in records:

@@ -76,7 +76,8 @@ def _mean(values) -> float:
 
 
 def _pseudo_label_accuracy(out: list[dict], result) -> dict[str, float]:
-    """Fraction of groups with ground truth whose winning answer is correct (ties: any winner correct)."""
+    """Mean over groups with ground truth of the share of winning responses that are correct, as the trainer's
+    ``rlif/pseudo_label_acc`` (a tie between a right and a wrong cluster counts 0.5; no winner counts 0)."""
     groups: dict[int, list[bool]] = {}
     for i, record in enumerate(out):
         if "correct" in record:
@@ -85,4 +86,5 @@ def _pseudo_label_accuracy(out: list[dict], result) -> dict[str, float]:
                 groups[int(result.group[i])].append(record["correct"])
     if not groups:
         return {}
-    return {"pseudo_label_accuracy": round(sum(any(winners) for winners in groups.values()) / len(groups), 6)}
+    shares = [sum(winners) / len(winners) if winners else 0.0 for winners in groups.values()]
+    return {"pseudo_label_accuracy": round(sum(shares) / len(groups), 6)}
