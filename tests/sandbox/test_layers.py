@@ -30,7 +30,13 @@ def test_syscall_numbers_match_the_kernel_headers(arch):
         pytest.skip(f"{header} is not installed (linux-libc-dev)")
     numbers = dict(re.findall(r"#define __NR(?:3264)?_(\w+)\s+(\d+)", header.read_text()))
     table = seccomp.SYSCALLS[arch]
-    wrong = {name: (nr, numbers.get(name)) for name, nr in table.items() if str(nr) != numbers.get(name)}
+    newest = max(int(nr) for nr in numbers.values())
+    # a syscall newer than the installed headers (fchmodat2, setxattrat, ...) must at least be numbered above them
+    wrong = {
+        name: (nr, numbers.get(name))
+        for name, nr in table.items()
+        if str(nr) != numbers.get(name) and (name in numbers or nr <= newest)
+    }
     assert not wrong, f"table entries that differ from {header}: {wrong}"
     missing = [name for name in seccomp.DENIED if name in numbers and name not in seccomp.SYSCALLS[arch]]
     assert not missing, f"denied syscalls this architecture has but the table lacks: {missing}"
@@ -113,6 +119,43 @@ def test_filter_blocks_signals_by_io_ownership_other_processes_and_host_ipc():
         return 0 if all(blocked) and all(r == -1 for r in raw.values()) and ctypes.get_errno() == 1 else 1
 
     assert in_fork(check) == 0
+
+
+@pytest.mark.skipif(seccomp.machine() is None, reason="no syscall table for this machine")
+def test_filter_blocks_file_metadata_changes_but_not_ftruncate(tmp_path):
+    """Landlock does not mediate mode, owner, times, xattrs, inode flags or (ABI < 3) truncate(): a program running
+    as root or as the trainer's uid could otherwise change them on any file it can name."""
+    victim = tmp_path / "victim"
+    victim.write_text("host data")
+    victim.chmod(0o600)
+    before = victim.stat()
+    number = seccomp.SYSCALLS[seccomp.machine()]
+    libc = ctypes.CDLL(None, use_errno=True)
+
+    def check() -> int:
+        seccomp.Filter().install()
+        fd = os.open(victim, os.O_RDONLY)
+        blocked = [
+            refused(lambda: os.chmod(victim, 0o4777)),
+            refused(lambda: os.chmod(victim, 0o777, follow_symlinks=False)),
+            refused(lambda: os.chown(victim, 65534, 65534)),
+            refused(lambda: os.utime(victim, (0, 0))),
+            refused(lambda: os.setxattr(victim, "user.rlif", b"1")),
+            refused(lambda: os.removexattr(victim, "user.rlif")),
+            refused(lambda: os.truncate(victim, 0)),
+            refused(lambda: fcntl.ioctl(fd, seccomp.FS_IOC_SETFLAGS, struct.pack("l", 0x10))),  # chattr +i
+            refused(lambda: fcntl.ioctl(fd, seccomp.FS_IOC_FSSETXATTR, b"\0" * 28)),
+        ]
+        newer = [libc.syscall(number[name], -100, b"x", 0, 0, 0) for name in ("fchmodat2", "setxattrat")]
+        own = os.open(tmp_path / "own", os.O_RDWR | os.O_CREAT, 0o600)  # the program's own files stay its own
+        os.write(own, b"12345")
+        os.ftruncate(own, 2)
+        return 0 if all(blocked) and newer == [-1, -1] and ctypes.get_errno() == 1 and os.fstat(own).st_size == 2 else 1
+
+    assert in_fork(check) == 0
+    after = victim.stat()
+    assert victim.read_text() == "host data"
+    assert (after.st_mode, after.st_mtime_ns) == (before.st_mode, before.st_mtime_ns)
 
 
 @pytest.mark.skipif(seccomp.machine() is None or landlock.abi_version() < 1, reason="no seccomp table or Landlock")
