@@ -246,7 +246,7 @@ def test_a_failed_child_setup_never_runs_the_program(tmp_path):
 
 
 def test_wipe_never_follows_a_planted_link(tmp_path):
-    from verl_rlif.sandbox.zygote import _wipe
+    from verl_rlif.sandbox.wipe import empty_path
 
     victim, base = tmp_path / "host", tmp_path / "base"
     (victim / "a" / "b").mkdir(parents=True)
@@ -256,7 +256,7 @@ def test_wipe_never_follows_a_planted_link(tmp_path):
     (base / "run1x" / "locked").chmod(0)  # the program took its own permissions away
     (base / "run1").symlink_to(victim)  # ... and replaced its renamed directory by a link to a host directory
     (base / "run1x" / "link").symlink_to(victim / "a")
-    _wipe(str(base))
+    empty_path(str(base))
     assert list(base.iterdir()) == []
     assert (victim / "a" / "keep.txt").read_text() == "host data" and (victim / "a" / "b").is_dir()
     assert oct(victim.stat().st_mode & 0o777) == "0o755" and oct((victim / "a").stat().st_mode & 0o777) != "0o700"
@@ -283,3 +283,41 @@ def test_a_reaped_child_is_never_signalled_again(tmp_path, monkeypatch):
     zygote = zygote_module.Zygote(config)
     assert zygote.run_one({"source": "print('x' * 5000)", "fn_name": None}, "", 5.0) == "OUTPUT_LIMIT"
     assert reaped and not set(reaped) & set(signalled)
+
+
+def test_wipe_reaches_any_depth_and_locked_directories(tmp_path):
+    from verl_rlif.sandbox import wipe
+
+    depth = sys.getrecursionlimit() + 100
+    fd = os.open(tmp_path, os.O_RDONLY | os.O_DIRECTORY)
+    for level in range(depth):
+        os.mkdir("d", dir_fd=fd)
+        os.symlink(str(tmp_path.parent), "link", dir_fd=fd)  # never followed
+        if level % 300 == 0:
+            os.mkdir("locked", 0, dir_fd=fd)  # a program took its own permissions away
+        fd, parent = os.open("d", os.O_RDONLY | os.O_DIRECTORY, dir_fd=fd), fd
+        os.close(parent)
+    os.close(fd)
+    outside = sorted(os.listdir(tmp_path.parent))
+    wipe.remove_tree(str(tmp_path))
+    assert not tmp_path.exists() and sorted(os.listdir(tmp_path.parent)) == sorted(set(outside) - {tmp_path.name})
+
+
+def test_a_worker_that_cannot_wipe_runs_nothing_more_and_asks_to_be_replaced(tmp_path, monkeypatch):
+    from verl_rlif.sandbox import protocol, wipe, zygote
+
+    def stuck(path):
+        raise OSError(39, "Directory not empty")
+
+    monkeypatch.setattr(wipe, "empty_path", stuck)
+    worker = zygote.Zygote({"base_dir": str(tmp_path), "float_digits": 6, "output_limit_bytes": 4096, "layers": {}})
+    requests, replies = os.pipe(), os.pipe()
+    for _ in range(2):
+        protocol.send(requests[1], {"source": "print(1)", "fn_name": None, "inputs": ["", ""], "timeout_s": 5.0})
+    os.close(requests[1])
+    worker.serve(requests[0], replies[1])
+    os.close(replies[1])
+    reply = protocol.receive(replies[0])
+    assert reply["signatures"] == ["OUT:1", "SANDBOX_ERROR"] and reply["retire"] is True
+    assert "could not wipe" in reply["warnings"][0]
+    assert os.read(replies[0], 1) == b""  # the second request was never served

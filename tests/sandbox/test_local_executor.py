@@ -4,6 +4,7 @@ import contextlib
 import logging
 import os
 import signal
+import sys
 import threading
 import time
 
@@ -254,5 +255,35 @@ def test_a_worker_that_cannot_restart_gives_sandbox_error_not_an_exception(monke
         assert executor.run("print(3)", [""]) == [SANDBOX_ERROR]
         monkeypatch.undo()
         assert executor.run("print(3)", [""]) == ["OUT:3"]  # not cached: the next try really runs
+    finally:
+        executor.close()
+
+
+def make_deep_tree(path: str, depth: int) -> None:
+    """``depth`` nested directories under ``path`` (by descriptor: no path grows too long), a small file at the end."""
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    for _ in range(depth):
+        os.mkdir("d", dir_fd=fd)
+        fd, parent = os.open("d", os.O_RDONLY | os.O_DIRECTORY, dir_fd=fd), fd
+        os.close(parent)
+    os.close(os.open("f", os.O_WRONLY | os.O_CREAT, 0o600, dir_fd=fd))
+    os.close(fd)
+
+
+def test_a_tree_deeper_than_the_recursion_limit_is_wiped_and_a_killed_worker_comes_back():
+    """``mkdir d; chdir d`` past Python's recursion limit once broke every recursive clean-up: data stayed behind,
+    and after a worker restart every run raised RecursionError."""
+    depth = sys.getrecursionlimit() + 100
+    deep = f"import os\nfor i in range({depth}):\n    os.mkdir('d'); os.chdir('d')\nopen('f', 'w').write('x')\n"
+    executor = start_or_skip(use_namespaces=False, workers=1)
+    try:
+        worker = executor._workers[0]
+        assert executor.run(deep + "print('deep')", [""]) == ["OUT:deep"]
+        assert os.listdir(worker.base_dir) == []  # the worker's own wipe reached the bottom
+        old_dir, old_pid = worker.base_dir, executor.worker_pids[0]
+        make_deep_tree(old_dir, depth)  # what a worker killed mid-run (OOM killer, deadline) leaves behind
+        os.killpg(old_pid, signal.SIGKILL)
+        assert executor.run("print(7)", [""]) == ["OUT:7"]  # restarted; the trusted side removed the old tree
+        assert not os.path.exists(old_dir)
     finally:
         executor.close()

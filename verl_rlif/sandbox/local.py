@@ -30,7 +30,7 @@ from concurrent.futures import Future
 from pathlib import Path
 
 from verl_rlif.config import SandboxConfig
-from verl_rlif.sandbox import protocol
+from verl_rlif.sandbox import protocol, wipe
 from verl_rlif.sandbox.executor import Executor, SandboxUnavailable
 from verl_rlif.sandbox.signature import SANDBOX_ERROR
 
@@ -114,7 +114,15 @@ def _session_dir() -> str:
 
 def _remove_session_dir(path: str, owner_pid: int) -> None:
     if os.getpid() == owner_pid:
-        shutil.rmtree(path, ignore_errors=True)
+        _remove_quietly(path)
+
+
+def _remove_quietly(path: str) -> None:
+    """Remove a directory programs wrote into (any depth, links never followed); log, never raise, on failure."""
+    try:
+        wipe.remove_tree(path)
+    except Exception:  # clean-up runs from close() and atexit: it must never take the caller down
+        logger.exception("verl-rlif sandbox: could not remove %s", path)
 
 
 def _bwrap_prefix(base_dir: str, size_bytes: int, uid: int) -> list[str]:
@@ -225,6 +233,8 @@ class _Worker:
             return None
         for warning in reply.get("warnings", ()):
             logger.warning("verl-rlif sandbox worker %d: %s", self.index, warning)
+        if reply.get("retire"):  # it could not wipe its directory and exits: the next request gets a fresh one
+            self.close()
         return [str(s) for s in reply["signatures"]]
 
     @property
@@ -244,10 +254,14 @@ class _Worker:
         self.proc = None
 
     def close(self) -> None:
-        self._kill()
-        if self.base_dir is not None:
-            shutil.rmtree(self.base_dir, ignore_errors=True)
-            self.base_dir = None
+        """Kill the worker and remove its directory; never raises (a failed removal is logged)."""
+        base_dir, self.base_dir = self.base_dir, None
+        try:
+            self._kill()
+        except Exception:
+            logger.exception("verl-rlif sandbox: could not stop worker %d", self.index)
+        if base_dir is not None:
+            _remove_quietly(base_dir)
 
 
 def _close_workers(workers: list[_Worker], owner_pid: int) -> None:
@@ -272,7 +286,7 @@ class LocalExecutor(Executor):
 
     def start(self) -> None:
         if os.getpid() != self.owner_pid:
-            raise RuntimeError("a sandbox executor cannot be used in a forked copy of its process")
+            raise SandboxUnavailable("a sandbox executor cannot be used in a forked copy of its process")
         with self._start_lock:
             if self._started:
                 return
@@ -349,7 +363,7 @@ class LocalExecutor(Executor):
             return True
         try:
             worker.start()
-        except (SandboxUnavailable, OSError):  # e.g. no space for its directory, fork failing under load
+        except Exception:  # e.g. no space for its directory, fork failing under load
             logger.exception("verl-rlif sandbox: could not restart a worker")
             return False
         if (worker.hello["layers"], worker.namespaces) != self._expected:

@@ -35,7 +35,7 @@ import select
 import signal
 import time
 
-from verl_rlif.sandbox import harness, landlock, protocol, seccomp
+from verl_rlif.sandbox import harness, landlock, protocol, seccomp, wipe
 from verl_rlif.sandbox.signature import (
     OUTPUT_LIMIT,
     SANDBOX_ERROR,
@@ -88,37 +88,6 @@ def _die_with_parent() -> None:
         raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG) failed")
 
 
-_DIRECTORY = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
-
-
-def _empty(dir_fd: int) -> None:
-    """Remove everything inside the open directory ``dir_fd``, even where the program took away its own permissions.
-    Never follows a symbolic link: a program may have replaced its directory, or anything in it, by a link to a
-    host directory. Only the program could change the tree, and it is dead by now."""
-    with os.scandir(dir_fd) as entries:
-        names = [(entry.name, entry.is_dir(follow_symlinks=False)) for entry in entries]
-    for name, is_dir in names:
-        if not is_dir:
-            os.unlink(name, dir_fd=dir_fd)
-            continue
-        os.chmod(name, 0o700, dir_fd=dir_fd)  # a directory (lstat above), so this changes no link target
-        sub = os.open(name, _DIRECTORY, dir_fd=dir_fd)
-        try:
-            _empty(sub)
-        finally:
-            os.close(sub)
-        os.rmdir(name, dir_fd=dir_fd)
-
-
-def _wipe(base_dir: str) -> None:
-    """Empty the worker's base directory: the run directory and anything else a program left there."""
-    fd = os.open(base_dir, _DIRECTORY)
-    try:
-        _empty(fd)
-    finally:
-        os.close(fd)
-
-
 class Zygote:
     def __init__(self, config: dict) -> None:
         self.config = config
@@ -134,6 +103,7 @@ class Zygote:
         self.drop_uid = False
         self.layers: dict[str, str] = {}
         self.warnings: list[str] = []  # sent with the next response; the trusted side logs them
+        self.retiring = False  # the base directory could not be wiped: answer, then exit for a fresh worker
         self.limits: list[tuple[int, int, int]] = []
         self.max_fd = os.sysconf("SC_OPEN_MAX")
 
@@ -289,6 +259,8 @@ class Zygote:
         os._exit(0)
 
     def run_one(self, request: dict, arg: str, timeout_s: float) -> str:
+        if self.retiring:
+            return SANDBOX_ERROR
         self.runs += 1
         run_dir = os.path.join(self.base_dir, f"run{self.runs}")
         os.mkdir(run_dir, 0o700)
@@ -309,9 +281,10 @@ class Zygote:
             os.close(out_r)
             os.close(res_r)
             try:
-                _wipe(self.base_dir)
-            except (OSError, RecursionError) as error:  # left there: the next run's Landlock rules cannot reach it
-                self.warnings.append(f"could not wipe {self.base_dir}: {error}")
+                wipe.empty_path(self.base_dir)
+            except OSError as error:  # a later program would share what is left: this worker serves no more
+                self.warnings.append(f"could not wipe the private directory ({error}); replacing this worker")
+                self.retiring = True
         return bounded(verdict or self._classify(out, record, status, bool(request.get("fn_name"))))
 
     def _supervise(self, pid: int, out_r: int, res_r: int, timeout_s: float):
@@ -373,8 +346,10 @@ class Zygote:
                 return
             run_one = functools.partial(self.run_one, request, timeout_s=float(request["timeout_s"]))
             signatures = each_until_timeout(request["inputs"], run_one)
-            protocol.send(writer, {"signatures": signatures, "warnings": self.warnings})
+            protocol.send(writer, {"signatures": signatures, "warnings": self.warnings, "retire": self.retiring})
             self.warnings = []
+            if self.retiring:
+                return
 
 
 def _clamped(kind: int, soft: int, hard: int) -> tuple[int, int, int]:
