@@ -163,6 +163,9 @@ def test_close_removes_processes_and_directories():
     pids = list(executor.worker_pids)
     dirs = [w.base_dir for w in executor._workers]
     assert all(os.path.isdir(d) for d in dirs)
+    for pid, path in zip(pids, dirs, strict=True):  # argv is world-readable: the configuration goes by stdin
+        with open(f"/proc/{pid}/cmdline", "rb") as cmdline:
+            assert os.path.basename(path).encode() not in cmdline.read()
     executor.close()
     assert gone(pids) and not any(os.path.exists(d) for d in dirs)
 

@@ -14,7 +14,6 @@ restarted and the request retried once (programs leave nothing behind, so a part
 from __future__ import annotations
 
 import atexit
-import json
 import logging
 import os
 import queue
@@ -185,7 +184,7 @@ class _Worker:
         return hello
 
     def _launch(self, wrapper: list[str]) -> tuple[dict | None, str]:
-        command = [*wrapper, sys.executable, "-s", str(ZYGOTE), json.dumps(self._config())]
+        command = [*wrapper, sys.executable, "-s", str(ZYGOTE)]  # config on stdin: argv is world-readable
         stderr = tempfile.TemporaryFile()
         self.proc = _spawner.call(
             lambda: subprocess.Popen(
@@ -199,8 +198,9 @@ class _Worker:
             )
         )
         try:
+            protocol.send(self.proc.stdin.fileno(), self._config())
             hello = protocol.receive(self.proc.stdout.fileno(), time.monotonic() + STARTUP_DEADLINE_S)
-        except EOFError:
+        except (BrokenPipeError, EOFError):  # it died at once (bwrap refused): its stderr says why
             hello = None
         if hello is None or hello.get("probe") != "OUT:42":
             self._kill()

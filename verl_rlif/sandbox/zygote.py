@@ -1,9 +1,10 @@
 """The sandbox worker process ("zygote"): forks one isolated child per (program, input) and reports signatures.
 
-Started by :mod:`verl_rlif.sandbox.local` as ``python -s zygote.py CONFIG_JSON`` (a fresh interpreter, never a
-fork of the trainer or a Ray worker), with an allow-listed environment, optionally inside bubblewrap. It
-imports only the standard library and this package's stdlib-only modules, probes which isolation layers work
-here, reports them in a hello message, then serves requests on stdin/stdout (``protocol.py``):
+Started by :mod:`verl_rlif.sandbox.local` as ``python -s zygote.py`` (a fresh interpreter, never a fork of the
+trainer or a Ray worker), with an allow-listed environment, optionally inside bubblewrap. It reads its
+configuration as the first message on stdin (argv would show it to every local user), imports only the standard
+library and this package's stdlib-only modules, probes which isolation layers work here, reports them in a hello
+message, then serves requests on stdin/stdout (``protocol.py``):
 
     request  {"source": str, "fn_name": str | null, "inputs": [str], "timeout_s": float}
     response {"signatures": [str], "warnings": [str]}
@@ -399,12 +400,12 @@ def _pidfd(pid: int) -> int | None:
 
 
 def main() -> int:
-    config = json.loads(sys.argv[1])
     _die_with_parent()
     # the protocol moves off 0/1 so that children can take those numbers; nothing else reads sys.stdin/stdout
     reader, writer = os.dup(0), os.dup(1)
     for fd in (reader, writer):
         os.set_inheritable(fd, False)
+    config = protocol.receive(reader)  # the first message (not argv, which /proc/<pid>/cmdline shows to anyone)
     harness.preload()
     zygote = Zygote(config)
     zygote.setup_layers()
