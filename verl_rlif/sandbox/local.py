@@ -111,6 +111,11 @@ def _session_dir() -> str:
         return str(_session["dir"])
 
 
+def _printable(text: object) -> str:
+    """A worker's message as one bounded, escaped line: it may quote what a program wrote (no log forgery)."""
+    return repr(str(text))[:200]
+
+
 def _remove_session_dir(path: str, owner_pid: int) -> None:
     if os.getpid() == owner_pid:
         _remove_quietly(path)
@@ -209,7 +214,7 @@ class _Worker:
             stderr.close()
             probe = "" if hello is None else f"probe program gave {hello.get('probe')!r}"
             if hello and hello.get("warnings"):  # why the child failed (e.g. its setup step), in the worker's words
-                probe += f" ({'; '.join(hello['warnings'])})"
+                probe += f" ({'; '.join(map(_printable, hello['warnings']))})"
             return None, (reason[-1] if reason else "") or probe or "no hello"
         stderr.close()
         return hello, ""
@@ -232,7 +237,7 @@ class _Worker:
             self.close()
             return None
         for warning in reply.get("warnings", ()):
-            logger.warning("verl-rlif sandbox worker %d: %s", self.index, warning)
+            logger.warning("verl-rlif sandbox worker %d: %s", self.index, _printable(warning))
         if reply.get("retire"):  # it could not wipe its directory and exits: the next request gets a fresh one
             self.close()
         return [str(s) for s in reply["signatures"]]
