@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
+from sandbox_helpers import gone
 
 from verl_rlif.sandbox import landlock, seccomp
 
@@ -321,3 +322,13 @@ def test_a_worker_that_cannot_wipe_runs_nothing_more_and_asks_to_be_replaced(tmp
     assert reply["signatures"] == ["OUT:1", "SANDBOX_ERROR"] and reply["retire"] is True
     assert "could not wipe" in reply["warnings"][0]
     assert os.read(replies[0], 1) == b""  # the second request was never served
+
+
+def test_processes_a_program_left_behind_are_killed_with_its_group(tmp_path):
+    """Without seccomp (allow_insecure) a program can fork; its process group goes even when it exited itself."""
+    from verl_rlif.sandbox.zygote import Zygote
+
+    config = {"base_dir": str(tmp_path), "float_digits": 6, "output_limit_bytes": 4096, "layers": {}}
+    program = "import os, time\npid = os.fork()\nif pid == 0:\n    os.close(1)\n    time.sleep(30)\n    os._exit(0)\n"
+    signature = Zygote(config).run_one({"source": program + "print(pid)", "fn_name": None}, "", 5.0)
+    assert signature.startswith("OUT:") and gone([int(signature[4:])])

@@ -337,7 +337,9 @@ class Zygote:
                 break
         if pidfd is not None:
             os.close(pidfd)
-        if status is None and (verdict or not exited):  # once reaped (no pidfd), the pid may be another process's
+        # always while unreaped (the pid, and so its group id, stays ours until waitpid): without seccomp a program
+        # may have left processes in its group even after it exited; once reaped, the pid may be another process's
+        if status is None:
             _kill_group(pid)
         if status is None:
             status = os.waitpid(pid, 0)[1]
