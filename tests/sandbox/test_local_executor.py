@@ -9,7 +9,7 @@ import threading
 import time
 
 import pytest
-from sandbox_helpers import FAST, alive, gone, start_or_skip
+from sandbox_helpers import FAST, alive, descendants, gone, start_or_skip
 
 from verl_rlif import sandbox
 from verl_rlif.answers.code import CodeExtractor
@@ -288,5 +288,27 @@ def test_a_tree_deeper_than_the_recursion_limit_is_wiped_and_a_killed_worker_com
         os.killpg(old_pid, signal.SIGKILL)
         assert executor.run("print(7)", [""]) == ["OUT:7"]  # restarted; the trusted side removed the old tree
         assert not os.path.exists(old_dir)
+    finally:
+        executor.close()
+
+
+def test_a_worker_in_use_during_close_and_restart_is_queued_once():
+    """close() while a request runs, then start(): the in-flight request must not queue its worker a second time
+    (two threads would then talk to one worker at once)."""
+    executor = start_or_skip(use_namespaces=False, workers=1, timeout_per_input_s=3.0)
+    try:
+        result = []
+        thread = threading.Thread(target=lambda: result.extend(executor.run("import time\ntime.sleep(1)", [""])))
+        thread.start()
+        old = executor._workers[0]
+        deadline = time.monotonic() + 10
+        while not descendants(executor.worker_pids[0]) and time.monotonic() < deadline:  # the program runs
+            time.sleep(0.01)
+        executor.close()
+        executor.start()
+        thread.join()
+        assert result == [SANDBOX_ERROR] and executor._idle.qsize() == 1
+        assert old.proc is None and old.base_dir is None  # the in-flight thread closed the old worker
+        assert executor.run("print(5)", [""]) == ["OUT:5"]
     finally:
         executor.close()

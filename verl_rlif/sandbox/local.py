@@ -246,17 +246,24 @@ class _Worker:
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
 
-    def _kill(self) -> None:
-        if self.proc is None:
+    def stop(self) -> None:
+        """Kill the process but keep its pipes open: the thread with a request in flight reads EOF from them (and
+        then closes them); closed here, their descriptor numbers could go to the next worker's pipes meanwhile."""
+        proc = self.proc
+        if proc is None:
             return
         try:
-            os.killpg(self.proc.pid, signal.SIGKILL)
+            os.killpg(proc.pid, signal.SIGKILL)
         except (ProcessLookupError, PermissionError):
             pass
-        self.proc.wait()
-        for pipe in (self.proc.stdin, self.proc.stdout):
-            pipe.close()
-        self.proc = None
+        proc.wait()
+
+    def _kill(self) -> None:
+        self.stop()
+        proc, self.proc = self.proc, None
+        if proc is not None:
+            for pipe in (proc.stdin, proc.stdout):
+                pipe.close()
 
     def close(self) -> None:
         """Kill the worker and remove its directory; never raises (a failed removal is logged)."""
@@ -285,6 +292,8 @@ class LocalExecutor(Executor):
         self._idle: queue.Queue[_Worker] = queue.Queue()
         self._start_lock = threading.RLock()  # start() closes everything when it refuses
         self._started = False
+        self._generation = 0  # counts close(): a worker handed out before a close() is not returned after it
+        self._lent: set[_Worker] = set()  # workers with a request in flight
         self._expected: tuple[dict, str] = ({}, "")
         # never closed (garbage-collected, or still open at interpreter exit): workers and directories go anyway
         weakref.finalize(self, _close_workers, self._workers, self.owner_pid)
@@ -348,10 +357,14 @@ class LocalExecutor(Executor):
 
     def _run(self, program: str, inputs: list[str], fn_name: str | None) -> list[str]:
         self.start()
-        worker = self._idle.get()
+        with self._start_lock:
+            idle, generation = self._idle, self._generation
+        worker = idle.get()
+        with self._start_lock:
+            self._lent.add(worker)
         try:
             for _attempt in range(2):  # a worker killed from outside gets one replacement; the program never ran
-                if not self._ready(worker):
+                if generation != self._generation or not self._ready(worker):
                     return [SANDBOX_ERROR] * len(inputs)
                 try:
                     signatures = worker.request(program, inputs, fn_name, self.settings.timeout_per_input_s)
@@ -360,7 +373,12 @@ class LocalExecutor(Executor):
                     logger.warning("verl-rlif sandbox: worker %d was gone; restarting it", worker.index)
             return [SANDBOX_ERROR] * len(inputs)
         finally:
-            self._idle.put(worker)
+            with self._start_lock:
+                self._lent.discard(worker)
+                if generation == self._generation:
+                    self._idle.put(worker)
+                else:  # the pool was closed meanwhile (and maybe restarted with new workers): this one is done
+                    worker.close()
 
     def _ready(self, worker: _Worker) -> bool:
         """Whether ``worker`` runs (restarted if needed) with the layers the pool started with."""
@@ -383,6 +401,14 @@ class LocalExecutor(Executor):
 
     def close(self) -> None:
         with self._start_lock:
-            _close_workers(self._workers, self.owner_pid)
+            if os.getpid() == self.owner_pid:
+                for worker in self._lent:  # its request fails with EOF; that thread then closes the worker
+                    worker.stop()
+            _close_workers([worker for worker in self._workers if worker not in self._lent], self.owner_pid)
+            self._lent = set()
+            # new worker objects: a request still in flight holds an old one, and what it does to that one on its
+            # way out can no longer touch the workers of the next start()
+            self._workers[:] = [_Worker(self.settings, i) for i in range(self.settings.workers)]
             self._started = False
+            self._generation += 1
             self._idle = queue.Queue()
