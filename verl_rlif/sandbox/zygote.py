@@ -341,7 +341,6 @@ class Zygote:
         # may have left processes in its group even after it exited; once reaped, the pid may be another process's
         if status is None:
             _kill_group(pid)
-        if status is None:
             status = os.waitpid(pid, 0)[1]
         return verdict, bytes(buffers[out_r]), bytes(buffers[res_r]), status
 
