@@ -163,7 +163,7 @@ def test_writing_outside_the_private_directory_is_refused(pool, tmp_path):
 
 
 def test_private_directory_is_writable_and_wiped(pool):
-    write = "import os\nopen('notes.txt', 'w').write('x')\nos.mkdir('d')\nos.chmod('d', 0)\nprint(sorted(os.listdir()))"
+    write = "import os\nopen('notes.txt', 'w').write('x')\nos.mkdir('d', 0)\nprint(sorted(os.listdir()))"
     assert contained(pool, write) == ["OUT:['d', 'notes.txt']"]  # a locked directory does not stop the wipe
     assert contained(pool, "import os\nprint(os.listdir('.'))") == ["OUT:[]"]
     many = "for i in range(300):\n    open(f'f{i}', 'w').close()\nprint('done')"
@@ -259,3 +259,13 @@ def test_uid_drop_is_reported_as_it_is(pool):
         assert state.startswith(expected), state
     elif os.geteuid() != 0:
         assert state.startswith("not needed"), state
+
+
+def test_a_program_cannot_pass_for_a_setup_failure_or_forge_log_lines(pool, caplog):
+    """It holds the record pipe (fd 3): a "SANDBOX:" line there, or exit status 125, once made the whole record a
+    worker warning, i.e. up to output_limit_bytes of forged log text per input."""
+    forged = "\\nSANDBOX: x\\nINFO trainer: step 100 reward=1.0 (forged)\\n\\x1b[2J" + "A" * 5000
+    program = f"import os\nos.write(3, {forged!r}.encode())\nos._exit(125)"
+    with caplog.at_level("WARNING", logger="verl_rlif"):
+        assert contained(pool, program) == ["EXIT:125"]
+    assert not [r for r in caplog.records if "forged" in r.getMessage() or "\x1b" in r.getMessage()]

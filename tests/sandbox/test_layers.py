@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
+from sandbox_helpers import gone
 
 from verl_rlif.sandbox import landlock, seccomp
 
@@ -30,7 +31,13 @@ def test_syscall_numbers_match_the_kernel_headers(arch):
         pytest.skip(f"{header} is not installed (linux-libc-dev)")
     numbers = dict(re.findall(r"#define __NR(?:3264)?_(\w+)\s+(\d+)", header.read_text()))
     table = seccomp.SYSCALLS[arch]
-    wrong = {name: (nr, numbers.get(name)) for name, nr in table.items() if str(nr) != numbers.get(name)}
+    newest = max(int(nr) for nr in numbers.values())
+    # a syscall newer than the installed headers (fchmodat2, setxattrat, ...) must at least be numbered above them
+    wrong = {
+        name: (nr, numbers.get(name))
+        for name, nr in table.items()
+        if str(nr) != numbers.get(name) and (name in numbers or nr <= newest)
+    }
     assert not wrong, f"table entries that differ from {header}: {wrong}"
     missing = [name for name in seccomp.DENIED if name in numbers and name not in seccomp.SYSCALLS[arch]]
     assert not missing, f"denied syscalls this architecture has but the table lacks: {missing}"
@@ -113,6 +120,43 @@ def test_filter_blocks_signals_by_io_ownership_other_processes_and_host_ipc():
         return 0 if all(blocked) and all(r == -1 for r in raw.values()) and ctypes.get_errno() == 1 else 1
 
     assert in_fork(check) == 0
+
+
+@pytest.mark.skipif(seccomp.machine() is None, reason="no syscall table for this machine")
+def test_filter_blocks_file_metadata_changes_but_not_ftruncate(tmp_path):
+    """Landlock does not mediate mode, owner, times, xattrs, inode flags or (ABI < 3) truncate(): a program running
+    as root or as the trainer's uid could otherwise change them on any file it can name."""
+    victim = tmp_path / "victim"
+    victim.write_text("host data")
+    victim.chmod(0o600)
+    before = victim.stat()
+    number = seccomp.SYSCALLS[seccomp.machine()]
+    libc = ctypes.CDLL(None, use_errno=True)
+
+    def check() -> int:
+        seccomp.Filter().install()
+        fd = os.open(victim, os.O_RDONLY)
+        blocked = [
+            refused(lambda: os.chmod(victim, 0o4777)),
+            refused(lambda: os.chmod(victim, 0o777, follow_symlinks=False)),
+            refused(lambda: os.chown(victim, 65534, 65534)),
+            refused(lambda: os.utime(victim, (0, 0))),
+            refused(lambda: os.setxattr(victim, "user.rlif", b"1")),
+            refused(lambda: os.removexattr(victim, "user.rlif")),
+            refused(lambda: os.truncate(victim, 0)),
+            refused(lambda: fcntl.ioctl(fd, seccomp.FS_IOC_SETFLAGS, struct.pack("l", 0x10))),  # chattr +i
+            refused(lambda: fcntl.ioctl(fd, seccomp.FS_IOC_FSSETXATTR, b"\0" * 28)),
+        ]
+        newer = [libc.syscall(number[name], -100, b"x", 0, 0, 0) for name in ("fchmodat2", "setxattrat")]
+        own = os.open(tmp_path / "own", os.O_RDWR | os.O_CREAT, 0o600)  # the program's own files stay its own
+        os.write(own, b"12345")
+        os.ftruncate(own, 2)
+        return 0 if all(blocked) and newer == [-1, -1] and ctypes.get_errno() == 1 and os.fstat(own).st_size == 2 else 1
+
+    assert in_fork(check) == 0
+    after = victim.stat()
+    assert victim.read_text() == "host data"
+    assert (after.st_mode, after.st_mtime_ns) == (before.st_mode, before.st_mtime_ns)
 
 
 @pytest.mark.skipif(seccomp.machine() is None or landlock.abi_version() < 1, reason="no seccomp table or Landlock")
@@ -203,7 +247,7 @@ def test_a_failed_child_setup_never_runs_the_program(tmp_path):
 
 
 def test_wipe_never_follows_a_planted_link(tmp_path):
-    from verl_rlif.sandbox.zygote import _wipe
+    from verl_rlif.sandbox.wipe import empty_path
 
     victim, base = tmp_path / "host", tmp_path / "base"
     (victim / "a" / "b").mkdir(parents=True)
@@ -213,7 +257,7 @@ def test_wipe_never_follows_a_planted_link(tmp_path):
     (base / "run1x" / "locked").chmod(0)  # the program took its own permissions away
     (base / "run1").symlink_to(victim)  # ... and replaced its renamed directory by a link to a host directory
     (base / "run1x" / "link").symlink_to(victim / "a")
-    _wipe(str(base))
+    empty_path(str(base))
     assert list(base.iterdir()) == []
     assert (victim / "a" / "keep.txt").read_text() == "host data" and (victim / "a" / "b").is_dir()
     assert oct(victim.stat().st_mode & 0o777) == "0o755" and oct((victim / "a").stat().st_mode & 0o777) != "0o700"
@@ -240,3 +284,51 @@ def test_a_reaped_child_is_never_signalled_again(tmp_path, monkeypatch):
     zygote = zygote_module.Zygote(config)
     assert zygote.run_one({"source": "print('x' * 5000)", "fn_name": None}, "", 5.0) == "OUTPUT_LIMIT"
     assert reaped and not set(reaped) & set(signalled)
+
+
+def test_wipe_reaches_any_depth_and_locked_directories(tmp_path):
+    from verl_rlif.sandbox import wipe
+
+    depth = sys.getrecursionlimit() + 100
+    fd = os.open(tmp_path, os.O_RDONLY | os.O_DIRECTORY)
+    for level in range(depth):
+        os.mkdir("d", dir_fd=fd)
+        os.symlink(str(tmp_path.parent), "link", dir_fd=fd)  # never followed
+        if level % 300 == 0:
+            os.mkdir("locked", 0, dir_fd=fd)  # a program took its own permissions away
+        fd, parent = os.open("d", os.O_RDONLY | os.O_DIRECTORY, dir_fd=fd), fd
+        os.close(parent)
+    os.close(fd)
+    outside = sorted(os.listdir(tmp_path.parent))
+    wipe.remove_tree(str(tmp_path))
+    assert not tmp_path.exists() and sorted(os.listdir(tmp_path.parent)) == sorted(set(outside) - {tmp_path.name})
+
+
+def test_a_worker_that_cannot_wipe_runs_nothing_more_and_asks_to_be_replaced(tmp_path, monkeypatch):
+    from verl_rlif.sandbox import protocol, wipe, zygote
+
+    def stuck(path):
+        raise OSError(39, "Directory not empty")
+
+    monkeypatch.setattr(wipe, "empty_path", stuck)
+    worker = zygote.Zygote({"base_dir": str(tmp_path), "float_digits": 6, "output_limit_bytes": 4096, "layers": {}})
+    requests, replies = os.pipe(), os.pipe()
+    for _ in range(2):
+        protocol.send(requests[1], {"source": "print(1)", "fn_name": None, "inputs": ["", ""], "timeout_s": 5.0})
+    os.close(requests[1])
+    worker.serve(requests[0], replies[1])
+    os.close(replies[1])
+    reply = protocol.receive(replies[0])
+    assert reply["signatures"] == ["OUT:1", "SANDBOX_ERROR"] and reply["retire"] is True
+    assert "could not wipe" in reply["warnings"][0]
+    assert os.read(replies[0], 1) == b""  # the second request was never served
+
+
+def test_processes_a_program_left_behind_are_killed_with_its_group(tmp_path):
+    """Without seccomp (allow_insecure) a program can fork; its process group goes even when it exited itself."""
+    from verl_rlif.sandbox.zygote import Zygote
+
+    config = {"base_dir": str(tmp_path), "float_digits": 6, "output_limit_bytes": 4096, "layers": {}}
+    program = "import os, time\npid = os.fork()\nif pid == 0:\n    os.close(1)\n    time.sleep(30)\n    os._exit(0)\n"
+    signature = Zygote(config).run_one({"source": program + "print(pid)", "fn_name": None}, "", 5.0)
+    assert signature.startswith("OUT:") and gone([int(signature[4:])])

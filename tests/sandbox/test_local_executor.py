@@ -4,11 +4,12 @@ import contextlib
 import logging
 import os
 import signal
+import sys
 import threading
 import time
 
 import pytest
-from sandbox_helpers import FAST, alive, gone, start_or_skip
+from sandbox_helpers import FAST, alive, descendants, gone, start_or_skip
 
 from verl_rlif import sandbox
 from verl_rlif.answers.code import CodeExtractor
@@ -162,6 +163,9 @@ def test_close_removes_processes_and_directories():
     pids = list(executor.worker_pids)
     dirs = [w.base_dir for w in executor._workers]
     assert all(os.path.isdir(d) for d in dirs)
+    for pid, path in zip(pids, dirs, strict=True):  # argv is world-readable: the configuration goes by stdin
+        with open(f"/proc/{pid}/cmdline", "rb") as cmdline:
+            assert os.path.basename(path).encode() not in cmdline.read()
     executor.close()
     assert gone(pids) and not any(os.path.exists(d) for d in dirs)
 
@@ -254,5 +258,57 @@ def test_a_worker_that_cannot_restart_gives_sandbox_error_not_an_exception(monke
         assert executor.run("print(3)", [""]) == [SANDBOX_ERROR]
         monkeypatch.undo()
         assert executor.run("print(3)", [""]) == ["OUT:3"]  # not cached: the next try really runs
+    finally:
+        executor.close()
+
+
+def make_deep_tree(path: str, depth: int) -> None:
+    """``depth`` nested directories under ``path`` (by descriptor: no path grows too long), a small file at the end."""
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    for _ in range(depth):
+        os.mkdir("d", dir_fd=fd)
+        fd, parent = os.open("d", os.O_RDONLY | os.O_DIRECTORY, dir_fd=fd), fd
+        os.close(parent)
+    os.close(os.open("f", os.O_WRONLY | os.O_CREAT, 0o600, dir_fd=fd))
+    os.close(fd)
+
+
+def test_a_tree_deeper_than_the_recursion_limit_is_wiped_and_a_killed_worker_comes_back():
+    """``mkdir d; chdir d`` past Python's recursion limit once broke every recursive clean-up: data stayed behind,
+    and after a worker restart every run raised RecursionError."""
+    depth = sys.getrecursionlimit() + 100
+    deep = f"import os\nfor i in range({depth}):\n    os.mkdir('d'); os.chdir('d')\nopen('f', 'w').write('x')\n"
+    executor = start_or_skip(use_namespaces=False, workers=1)
+    try:
+        worker = executor._workers[0]
+        assert executor.run(deep + "print('deep')", [""]) == ["OUT:deep"]
+        assert os.listdir(worker.base_dir) == []  # the worker's own wipe reached the bottom
+        old_dir, old_pid = worker.base_dir, executor.worker_pids[0]
+        make_deep_tree(old_dir, depth)  # what a worker killed mid-run (OOM killer, deadline) leaves behind
+        os.killpg(old_pid, signal.SIGKILL)
+        assert executor.run("print(7)", [""]) == ["OUT:7"]  # restarted; the trusted side removed the old tree
+        assert not os.path.exists(old_dir)
+    finally:
+        executor.close()
+
+
+def test_a_worker_in_use_during_close_and_restart_is_queued_once():
+    """close() while a request runs, then start(): the in-flight request must not queue its worker a second time
+    (two threads would then talk to one worker at once)."""
+    executor = start_or_skip(use_namespaces=False, workers=1, timeout_per_input_s=3.0)
+    try:
+        result = []
+        thread = threading.Thread(target=lambda: result.extend(executor.run("import time\ntime.sleep(1)", [""])))
+        thread.start()
+        old = executor._workers[0]
+        deadline = time.monotonic() + 10
+        while not descendants(executor.worker_pids[0]) and time.monotonic() < deadline:  # the program runs
+            time.sleep(0.01)
+        executor.close()
+        executor.start()
+        thread.join()
+        assert result == [SANDBOX_ERROR] and executor._idle.qsize() == 1
+        assert old.proc is None and old.base_dir is None  # the in-flight thread closed the old worker
+        assert executor.run("print(5)", [""]) == ["OUT:5"]
     finally:
         executor.close()

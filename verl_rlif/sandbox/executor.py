@@ -78,7 +78,9 @@ class Executor(ABC):
                 return list(self._cache[key])
         try:
             signatures = self._run(program, encoded, fn_name)
-        except OSError:
+        except SandboxUnavailable:  # the configured isolation is missing: that must stop the run, loudly
+            raise
+        except Exception:  # the backend's failure, never the program's: no reward step may crash on it
             logger.exception("verl-rlif sandbox: the backend failed; the program gets no result this time")
             return [SANDBOX_ERROR] * len(encoded)
         if SANDBOX_ERROR in signatures:  # the infrastructure's failure, not the program's behaviour: try again later

@@ -14,7 +14,6 @@ restarted and the request retried once (programs leave nothing behind, so a part
 from __future__ import annotations
 
 import atexit
-import json
 import logging
 import os
 import queue
@@ -30,7 +29,7 @@ from concurrent.futures import Future
 from pathlib import Path
 
 from verl_rlif.config import SandboxConfig
-from verl_rlif.sandbox import protocol
+from verl_rlif.sandbox import protocol, wipe
 from verl_rlif.sandbox.executor import Executor, SandboxUnavailable
 from verl_rlif.sandbox.signature import SANDBOX_ERROR
 
@@ -112,9 +111,22 @@ def _session_dir() -> str:
         return str(_session["dir"])
 
 
+def _printable(text: object) -> str:
+    """A worker's message as one bounded, escaped line: it may quote what a program wrote (no log forgery)."""
+    return repr(str(text))[:200]
+
+
 def _remove_session_dir(path: str, owner_pid: int) -> None:
     if os.getpid() == owner_pid:
-        shutil.rmtree(path, ignore_errors=True)
+        _remove_quietly(path)
+
+
+def _remove_quietly(path: str) -> None:
+    """Remove a directory programs wrote into (any depth, links never followed); log, never raise, on failure."""
+    try:
+        wipe.remove_tree(path)
+    except Exception:  # clean-up runs from close() and atexit: it must never take the caller down
+        logger.exception("verl-rlif sandbox: could not remove %s", path)
 
 
 def _bwrap_prefix(base_dir: str, size_bytes: int, uid: int) -> list[str]:
@@ -177,7 +189,7 @@ class _Worker:
         return hello
 
     def _launch(self, wrapper: list[str]) -> tuple[dict | None, str]:
-        command = [*wrapper, sys.executable, "-s", str(ZYGOTE), json.dumps(self._config())]
+        command = [*wrapper, sys.executable, "-s", str(ZYGOTE)]  # config on stdin: argv is world-readable
         stderr = tempfile.TemporaryFile()
         self.proc = _spawner.call(
             lambda: subprocess.Popen(
@@ -191,8 +203,9 @@ class _Worker:
             )
         )
         try:
+            protocol.send(self.proc.stdin.fileno(), self._config())
             hello = protocol.receive(self.proc.stdout.fileno(), time.monotonic() + STARTUP_DEADLINE_S)
-        except EOFError:
+        except (BrokenPipeError, EOFError):  # it died at once (bwrap refused): its stderr says why
             hello = None
         if hello is None or hello.get("probe") != "OUT:42":
             self._kill()
@@ -201,7 +214,7 @@ class _Worker:
             stderr.close()
             probe = "" if hello is None else f"probe program gave {hello.get('probe')!r}"
             if hello and hello.get("warnings"):  # why the child failed (e.g. its setup step), in the worker's words
-                probe += f" ({'; '.join(hello['warnings'])})"
+                probe += f" ({'; '.join(map(_printable, hello['warnings']))})"
             return None, (reason[-1] if reason else "") or probe or "no hello"
         stderr.close()
         return hello, ""
@@ -224,30 +237,43 @@ class _Worker:
             self.close()
             return None
         for warning in reply.get("warnings", ()):
-            logger.warning("verl-rlif sandbox worker %d: %s", self.index, warning)
+            logger.warning("verl-rlif sandbox worker %d: %s", self.index, _printable(warning))
+        if reply.get("retire"):  # it could not wipe its directory and exits: the next request gets a fresh one
+            self.close()
         return [str(s) for s in reply["signatures"]]
 
     @property
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
 
-    def _kill(self) -> None:
-        if self.proc is None:
+    def stop(self) -> None:
+        """Kill the process but keep its pipes open: the thread with a request in flight reads EOF from them (and
+        then closes them); closed here, their descriptor numbers could go to the next worker's pipes meanwhile."""
+        proc = self.proc
+        if proc is None:
             return
         try:
-            os.killpg(self.proc.pid, signal.SIGKILL)
+            os.killpg(proc.pid, signal.SIGKILL)
         except (ProcessLookupError, PermissionError):
             pass
-        self.proc.wait()
-        for pipe in (self.proc.stdin, self.proc.stdout):
-            pipe.close()
-        self.proc = None
+        proc.wait()
+
+    def _kill(self) -> None:
+        self.stop()
+        proc, self.proc = self.proc, None
+        if proc is not None:
+            for pipe in (proc.stdin, proc.stdout):
+                pipe.close()
 
     def close(self) -> None:
-        self._kill()
-        if self.base_dir is not None:
-            shutil.rmtree(self.base_dir, ignore_errors=True)
-            self.base_dir = None
+        """Kill the worker and remove its directory; never raises (a failed removal is logged)."""
+        base_dir, self.base_dir = self.base_dir, None
+        try:
+            self._kill()
+        except Exception:
+            logger.exception("verl-rlif sandbox: could not stop worker %d", self.index)
+        if base_dir is not None:
+            _remove_quietly(base_dir)
 
 
 def _close_workers(workers: list[_Worker], owner_pid: int) -> None:
@@ -266,13 +292,15 @@ class LocalExecutor(Executor):
         self._idle: queue.Queue[_Worker] = queue.Queue()
         self._start_lock = threading.RLock()  # start() closes everything when it refuses
         self._started = False
+        self._generation = 0  # counts close(): a worker handed out before a close() is not returned after it
+        self._lent: set[_Worker] = set()  # workers with a request in flight
         self._expected: tuple[dict, str] = ({}, "")
         # never closed (garbage-collected, or still open at interpreter exit): workers and directories go anyway
         weakref.finalize(self, _close_workers, self._workers, self.owner_pid)
 
     def start(self) -> None:
         if os.getpid() != self.owner_pid:
-            raise RuntimeError("a sandbox executor cannot be used in a forked copy of its process")
+            raise SandboxUnavailable("a sandbox executor cannot be used in a forked copy of its process")
         with self._start_lock:
             if self._started:
                 return
@@ -329,10 +357,14 @@ class LocalExecutor(Executor):
 
     def _run(self, program: str, inputs: list[str], fn_name: str | None) -> list[str]:
         self.start()
-        worker = self._idle.get()
+        with self._start_lock:
+            idle, generation = self._idle, self._generation
+        worker = idle.get()
+        with self._start_lock:
+            self._lent.add(worker)
         try:
             for _attempt in range(2):  # a worker killed from outside gets one replacement; the program never ran
-                if not self._ready(worker):
+                if generation != self._generation or not self._ready(worker):
                     return [SANDBOX_ERROR] * len(inputs)
                 try:
                     signatures = worker.request(program, inputs, fn_name, self.settings.timeout_per_input_s)
@@ -341,7 +373,12 @@ class LocalExecutor(Executor):
                     logger.warning("verl-rlif sandbox: worker %d was gone; restarting it", worker.index)
             return [SANDBOX_ERROR] * len(inputs)
         finally:
-            self._idle.put(worker)
+            with self._start_lock:
+                self._lent.discard(worker)
+                if generation == self._generation:
+                    self._idle.put(worker)
+                else:  # the pool was closed meanwhile (and maybe restarted with new workers): this one is done
+                    worker.close()
 
     def _ready(self, worker: _Worker) -> bool:
         """Whether ``worker`` runs (restarted if needed) with the layers the pool started with."""
@@ -349,7 +386,7 @@ class LocalExecutor(Executor):
             return True
         try:
             worker.start()
-        except (SandboxUnavailable, OSError):  # e.g. no space for its directory, fork failing under load
+        except Exception:  # e.g. no space for its directory, fork failing under load
             logger.exception("verl-rlif sandbox: could not restart a worker")
             return False
         if (worker.hello["layers"], worker.namespaces) != self._expected:
@@ -364,6 +401,14 @@ class LocalExecutor(Executor):
 
     def close(self) -> None:
         with self._start_lock:
-            _close_workers(self._workers, self.owner_pid)
+            if os.getpid() == self.owner_pid:
+                for worker in self._lent:  # its request fails with EOF; that thread then closes the worker
+                    worker.stop()
+            _close_workers([worker for worker in self._workers if worker not in self._lent], self.owner_pid)
+            self._lent = set()
+            # new worker objects: a request still in flight holds an old one, and what it does to that one on its
+            # way out can no longer touch the workers of the next start()
+            self._workers[:] = [_Worker(self.settings, i) for i in range(self.settings.workers)]
             self._started = False
+            self._generation += 1
             self._idle = queue.Queue()

@@ -8,7 +8,9 @@ The filter allows everything except (``EPERM``, or ``ENOSYS`` for ``clone3`` so 
 ``setsid``/``setpgid`` (the parent kills the program by its process group), raising resource limits, tracing and
 other processes' memory, CPU affinity of other processes (``sched_setaffinity`` only for pid 0, i.e. itself),
 I/O priority, System V and POSIX message-queue IPC (which reach the host's IPC objects without an IPC
-namespace), namespaces and mounts, io_uring, and the kernel surfaces a root process could otherwise reach
+namespace), namespaces and mounts, io_uring, file metadata (mode, owner, times, extended attributes, inode flags
+by ``ioctl`` ``FS_IOC_SETFLAGS``/``FS_IOC_FSSETXATTR``, ``truncate`` by name; ``ftruncate`` of its own files
+stays), and the kernel surfaces a root process could otherwise reach
 (modules, clock, reboot, swap, keys, bpf, perf, scheduling policy).
 A foreign architecture (e.g. the i386 ABI on x86_64) kills the process; x32 system calls are refused.
 
@@ -61,11 +63,17 @@ DENIED = (
     "adjtimex sethostname setdomainname acct quotactl syslog vhangup fanotify_init sched_setscheduler "
     "sched_setparam sched_setattr setpriority mlockall uselib personality modify_ldt lookup_dcookie nfsservctl "
     "ioprio_set migrate_pages move_pages shmget shmat shmctl semget semop semtimedop semctl msgget msgsnd msgrcv "
-    "msgctl mq_open mq_unlink"
+    "msgctl mq_open mq_unlink "
+    # file metadata: Landlock does not mediate mode, owner, times, extended attributes or (below ABI 3) truncate(),
+    # so a program running as root or as the trainer's uid could otherwise change any file it can name
+    "chmod fchmod fchmodat fchmodat2 chown fchown lchown fchownat truncate utime utimes futimesat utimensat "
+    "setxattr lsetxattr fsetxattr removexattr lremovexattr fremovexattr setxattrat removexattrat quotactl_fd"
 ).split()
 # fcntl/ioctl commands that choose who receives SIGIO (or the F_SETSIG signal) when I/O is ready on a descriptor
 F_SETOWN, F_SETSIG, F_SETOWN_EX = 8, 10, 15
 FIOSETOWN, SIOCSPGRP = 0x8901, 0x8902
+# ioctl commands that change inode flags (chattr +i/+a) or project quota ids: metadata Landlock does not mediate
+FS_IOC_SETFLAGS, FS_IOC32_SETFLAGS, FS_IOC_FSSETXATTR = 0x40086602, 0x40046602, 0x401C5820
 
 # linux/arch/x86/entry/syscalls/syscall_64.tbl and include/uapi/asm-generic/unistd.h (checked against the headers
 # by tests/sandbox/test_layers.py where they are installed)
@@ -89,7 +97,11 @@ SYSCALLS = {
         "nfsservctl": 180, "fcntl": 72, "ioctl": 16, "sched_setaffinity": 203, "ioprio_set": 251,
         "migrate_pages": 256, "move_pages": 279, "shmget": 29, "shmat": 30, "shmctl": 31, "semget": 64,
         "semop": 65, "semtimedop": 220, "semctl": 66, "msgget": 68, "msgsnd": 69, "msgrcv": 70, "msgctl": 71,
-        "mq_open": 240, "mq_unlink": 241,
+        "mq_open": 240, "mq_unlink": 241, "chmod": 90, "fchmod": 91, "fchmodat": 268, "fchmodat2": 452,
+        "chown": 92, "fchown": 93, "lchown": 94, "fchownat": 260, "truncate": 76, "utime": 132, "utimes": 235,
+        "futimesat": 261, "utimensat": 280, "setxattr": 188, "lsetxattr": 189, "fsetxattr": 190,
+        "removexattr": 197, "lremovexattr": 198, "fremovexattr": 199, "setxattrat": 463, "removexattrat": 466,
+        "quotactl_fd": 443,
     },
     "aarch64": {
         "clone": 220, "clone3": 435, "prlimit64": 261, "execve": 221, "execveat": 281, "socket": 198,
@@ -109,7 +121,10 @@ SYSCALLS = {
         "nfsservctl": 42, "fcntl": 25, "ioctl": 29, "sched_setaffinity": 122, "ioprio_set": 30,
         "migrate_pages": 238, "move_pages": 239, "shmget": 194, "shmat": 196, "shmctl": 195, "semget": 190,
         "semop": 193, "semtimedop": 192, "semctl": 191, "msgget": 186, "msgsnd": 189, "msgrcv": 188,
-        "msgctl": 187, "mq_open": 180, "mq_unlink": 181,
+        "msgctl": 187, "mq_open": 180, "mq_unlink": 181, "fchmod": 52, "fchmodat": 53, "fchmodat2": 452,
+        "fchown": 55, "fchownat": 54, "truncate": 45, "utimensat": 88, "setxattr": 5, "lsetxattr": 6,
+        "fsetxattr": 7, "removexattr": 14, "lremovexattr": 15, "fremovexattr": 16, "setxattrat": 463,
+        "removexattrat": 466, "quotactl_fd": 443,
     },
 }  # fmt: skip
 AUDIT_ARCH = {"x86_64": 0xC000003E, "aarch64": 0xC00000B7}
@@ -189,7 +204,7 @@ def filter_program(arch: str | None = None) -> bytes:
     asm.ret(RET_ALLOW)
     asm.label("ioctl")
     asm.load(_arg_low(1))
-    for command in (FIOSETOWN, SIOCSPGRP):
+    for command in (FIOSETOWN, SIOCSPGRP, FS_IOC_SETFLAGS, FS_IOC32_SETFLAGS, FS_IOC_FSSETXATTR):
         asm.jump(_JEQ_K, command, "eperm", None)
     asm.ret(RET_ALLOW)
     asm.label("affinity")  # only its own threads' (pid 0): another process's CPUs are not the program's to pin

@@ -1,9 +1,10 @@
 """The sandbox worker process ("zygote"): forks one isolated child per (program, input) and reports signatures.
 
-Started by :mod:`verl_rlif.sandbox.local` as ``python -s zygote.py CONFIG_JSON`` (a fresh interpreter, never a
-fork of the trainer or a Ray worker), with an allow-listed environment, optionally inside bubblewrap. It
-imports only the standard library and this package's stdlib-only modules, probes which isolation layers work
-here, reports them in a hello message, then serves requests on stdin/stdout (``protocol.py``):
+Started by :mod:`verl_rlif.sandbox.local` as ``python -s zygote.py`` (a fresh interpreter, never a fork of the
+trainer or a Ray worker), with an allow-listed environment, optionally inside bubblewrap. It reads its
+configuration as the first message on stdin (argv would show it to every local user), imports only the standard
+library and this package's stdlib-only modules, probes which isolation layers work here, reports them in a hello
+message, then serves requests on stdin/stdout (``protocol.py``):
 
     request  {"source": str, "fn_name": str | null, "inputs": [str], "timeout_s": float}
     response {"signatures": [str], "warnings": [str]}
@@ -11,9 +12,11 @@ here, reports them in a hello message, then serves requests on stdin/stdout (``p
 Per input, the child: new session; stdin = a sealed memfd holding the input, stdout/record pipes to this
 process, stderr = /dev/null, every other descriptor closed; cwd = a fresh private directory; rlimits (address
 space, CPU, file size, open files, core 0; hard = soft); uid drop when running as root; parent-death signal;
-no-new-privileges; Landlock; seccomp; then the program (``harness.run``). Any setup failure exits 125 before
-the program runs (fail closed). This process enforces the wall-clock deadline and the output cap, kills the
-child's process group, always reaps it and wipes the private directory.
+no-new-privileges; Landlock; seccomp; "ready" on a status pipe that it then closes; then the program
+(``harness.run``). Any setup failure is written to that pipe instead and exits 125 before the program runs (fail
+closed); the program never holds that pipe, so it cannot pass for a setup failure. This process enforces the
+wall-clock deadline and the output cap, kills the child's process group, always reaps it and wipes the private
+directory.
 """
 
 from __future__ import annotations
@@ -35,7 +38,7 @@ import select
 import signal
 import time
 
-from verl_rlif.sandbox import harness, landlock, protocol, seccomp
+from verl_rlif.sandbox import harness, landlock, protocol, seccomp, wipe
 from verl_rlif.sandbox.signature import (
     OUTPUT_LIMIT,
     SANDBOX_ERROR,
@@ -46,6 +49,8 @@ from verl_rlif.sandbox.signature import (
 )
 
 SETUP_FAILED = 125
+STATUS_FD = 4  # the child's setup-status pipe, closed before the program starts
+READY = b"ready"
 PR_SET_PDEATHSIG = 1
 READ_CHUNK = 65536
 POLL_S = 0.005  # how often the child's exit is polled where pidfds are missing
@@ -88,37 +93,6 @@ def _die_with_parent() -> None:
         raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG) failed")
 
 
-_DIRECTORY = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
-
-
-def _empty(dir_fd: int) -> None:
-    """Remove everything inside the open directory ``dir_fd``, even where the program took away its own permissions.
-    Never follows a symbolic link: a program may have replaced its directory, or anything in it, by a link to a
-    host directory. Only the program could change the tree, and it is dead by now."""
-    with os.scandir(dir_fd) as entries:
-        names = [(entry.name, entry.is_dir(follow_symlinks=False)) for entry in entries]
-    for name, is_dir in names:
-        if not is_dir:
-            os.unlink(name, dir_fd=dir_fd)
-            continue
-        os.chmod(name, 0o700, dir_fd=dir_fd)  # a directory (lstat above), so this changes no link target
-        sub = os.open(name, _DIRECTORY, dir_fd=dir_fd)
-        try:
-            _empty(sub)
-        finally:
-            os.close(sub)
-        os.rmdir(name, dir_fd=dir_fd)
-
-
-def _wipe(base_dir: str) -> None:
-    """Empty the worker's base directory: the run directory and anything else a program left there."""
-    fd = os.open(base_dir, _DIRECTORY)
-    try:
-        _empty(fd)
-    finally:
-        os.close(fd)
-
-
 class Zygote:
     def __init__(self, config: dict) -> None:
         self.config = config
@@ -134,6 +108,7 @@ class Zygote:
         self.drop_uid = False
         self.layers: dict[str, str] = {}
         self.warnings: list[str] = []  # sent with the next response; the trusted side logs them
+        self.retiring = False  # the base directory could not be wiped: answer, then exit for a fresh worker
         self.limits: list[tuple[int, int, int]] = []
         self.max_fd = os.sysconf("SC_OPEN_MAX")
 
@@ -243,15 +218,18 @@ class Zygote:
         self.limits = [_clamped(kind, value, value) for kind, value in [*wanted, (resource.RLIMIT_CORE, 0)]]
 
     # ---------------------------------------------------------------- one run
-    def _child(self, stdin_fd: int, out_w: int, res_w: int, run_dir: str, cpu_s: int, request: dict, arg: str):
-        step, report_fd = "session", res_w
+    def _child(self, fds: tuple[int, int, int, int], run_dir: str, cpu_s: int, request: dict, arg: str):
+        """``fds``: stdin, stdout, record and setup-status descriptors. The status pipe gets "ready", or why the
+        setup failed, and is closed before the program runs: nothing the program writes can pass for either."""
+        stdin_fd, out_w, res_w, status_w = fds
+        step, report_fd = "session", status_w
         try:
             os.setsid()
             step = "descriptors"
-            high = [fcntl.fcntl(fd, fcntl.F_DUPFD, 64) for fd in (stdin_fd, out_w, self.devnull, res_w)]
+            high = [fcntl.fcntl(fd, fcntl.F_DUPFD, 64) for fd in (stdin_fd, out_w, self.devnull, res_w, status_w)]
             for target, fd in enumerate(high):
                 os.dup2(fd, target)
-            report_fd = 3
+            report_fd = STATUS_FD
             step = "private_dir"
             os.chdir(run_dir)
             step = "rlimits"
@@ -270,7 +248,7 @@ class Zygote:
                 step = "landlock"
                 self.ruleset.restrict_self([run_dir])  # writes only beneath this run's own directory
             step = "descriptors"
-            os.closerange(4, self.max_fd)
+            os.closerange(STATUS_FD + 1, self.max_fd)
             if self.filter is not None:
                 step = "seccomp"
                 self.filter.install()
@@ -282,13 +260,18 @@ class Zygote:
             sys.stdin = sys.__stdin__ = open(0, encoding="utf-8", errors="surrogateescape", closefd=False)
             sys.stdout = sys.__stdout__ = open(1, "w", encoding="utf-8", closefd=False)
             sys.stderr = sys.__stderr__ = open(2, "w", encoding="utf-8", closefd=False)
+            step = "ready"
+            os.write(STATUS_FD, READY)
+            os.close(STATUS_FD)
         except BaseException as error:
-            os.write(report_fd, f"\nSANDBOX:{step}: {error}\n".encode())
+            os.write(report_fd, f"SANDBOX:{step}: {error}".encode()[:500])
             os._exit(SETUP_FAILED)
         harness.run(request["source"], request.get("fn_name"), arg, self.digits, _report)
         os._exit(0)
 
     def run_one(self, request: dict, arg: str, timeout_s: float) -> str:
+        if self.retiring:
+            return SANDBOX_ERROR
         self.runs += 1
         run_dir = os.path.join(self.base_dir, f"run{self.runs}")
         os.mkdir(run_dir, 0o700)
@@ -297,22 +280,25 @@ class Zygote:
         stdin_fd = _sealed_memfd(b"" if request.get("fn_name") else arg.encode("utf-8", "surrogateescape"))
         out_r, out_w = os.pipe2(os.O_CLOEXEC)
         res_r, res_w = os.pipe2(os.O_CLOEXEC)
+        status_r, status_w = os.pipe2(os.O_CLOEXEC)
         cpu_s = math.ceil(timeout_s) + 1
         pid = os.fork()
         if pid == 0:
-            self._child(stdin_fd, out_w, res_w, run_dir, cpu_s, request, arg)
-        for fd in (stdin_fd, out_w, res_w):
+            self._child((stdin_fd, out_w, res_w, status_w), run_dir, cpu_s, request, arg)
+        for fd in (stdin_fd, out_w, res_w, status_w):
             os.close(fd)
         try:
             verdict, out, record, status = self._supervise(pid, out_r, res_r, timeout_s)
+            setup = _read_all(status_r)  # the child is reaped: nothing holds the write end any more
         finally:
-            os.close(out_r)
-            os.close(res_r)
+            for fd in (out_r, res_r, status_r):
+                os.close(fd)
             try:
-                _wipe(self.base_dir)
-            except (OSError, RecursionError) as error:  # left there: the next run's Landlock rules cannot reach it
-                self.warnings.append(f"could not wipe {self.base_dir}: {error}")
-        return bounded(verdict or self._classify(out, record, status, bool(request.get("fn_name"))))
+                wipe.empty_path(self.base_dir)
+            except OSError as error:  # a later program would share what is left: this worker serves no more
+                self.warnings.append(f"could not wipe the private directory ({error}); replacing this worker")
+                self.retiring = True
+        return bounded(verdict or self._classify(out, record, status, bool(request.get("fn_name")), setup))
 
     def _supervise(self, pid: int, out_r: int, res_r: int, timeout_s: float):
         """Read both pipes until the child has exited and closed them, or a limit hits; kill and reap it.
@@ -351,19 +337,19 @@ class Zygote:
                 break
         if pidfd is not None:
             os.close(pidfd)
-        if status is None and (verdict or not exited):  # once reaped (no pidfd), the pid may be another process's
-            _kill_group(pid)
+        # always while unreaped (the pid, and so its group id, stays ours until waitpid): without seccomp a program
+        # may have left processes in its group even after it exited; once reaped, the pid may be another process's
         if status is None:
+            _kill_group(pid)
             status = os.waitpid(pid, 0)[1]
         return verdict, bytes(buffers[out_r]), bytes(buffers[res_r]), status
 
-    def _classify(self, out: bytes, record: bytes, status: int, call_mode: bool) -> str:
-        text = record.decode("utf-8", "surrogateescape")
+    def _classify(self, out: bytes, record: bytes, status: int, call_mode: bool, setup: bytes) -> str:
         code = os.waitstatus_to_exitcode(status)
-        if code == SETUP_FAILED or "\nSANDBOX:" in text:
-            self.warnings.append(f"child setup failed: {text.strip() or code}")
+        if setup != READY:
+            self.warnings.append(f"child setup failed: {setup.decode(errors='replace') or f'exit status {code}'}")
             return SANDBOX_ERROR
-        return from_record(text, out, code, call_mode, self.digits)
+        return from_record(record.decode("utf-8", "surrogateescape"), out, code, call_mode, self.digits)
 
     def serve(self, reader, writer) -> None:
         while True:
@@ -373,8 +359,10 @@ class Zygote:
                 return
             run_one = functools.partial(self.run_one, request, timeout_s=float(request["timeout_s"]))
             signatures = each_until_timeout(request["inputs"], run_one)
-            protocol.send(writer, {"signatures": signatures, "warnings": self.warnings})
+            protocol.send(writer, {"signatures": signatures, "warnings": self.warnings, "retire": self.retiring})
             self.warnings = []
+            if self.retiring:
+                return
 
 
 def _clamped(kind: int, soft: int, hard: int) -> tuple[int, int, int]:
@@ -383,6 +371,13 @@ def _clamped(kind: int, soft: int, hard: int) -> tuple[int, int, int]:
     if ceiling != resource.RLIM_INFINITY:
         soft, hard = min(soft, ceiling), min(hard, ceiling)
     return kind, soft, hard
+
+
+def _read_all(fd: int) -> bytes:
+    data = b""
+    while chunk := os.read(fd, 4096):
+        data += chunk
+    return data
 
 
 def _report(record: str) -> None:
@@ -424,12 +419,12 @@ def _pidfd(pid: int) -> int | None:
 
 
 def main() -> int:
-    config = json.loads(sys.argv[1])
     _die_with_parent()
     # the protocol moves off 0/1 so that children can take those numbers; nothing else reads sys.stdin/stdout
     reader, writer = os.dup(0), os.dup(1)
     for fd in (reader, writer):
         os.set_inheritable(fd, False)
+    config = protocol.receive(reader)  # the first message (not argv, which /proc/<pid>/cmdline shows to anyone)
     harness.preload()
     zygote = Zygote(config)
     zygote.setup_layers()
