@@ -10,6 +10,7 @@ from verl_rlif.answers import get_extractor
 from verl_rlif.answers.code import extract_program, program_inputs
 from verl_rlif.cli import main
 from verl_rlif.config import SandboxConfig
+from verl_rlif.sandbox.signature import behaviour_key
 
 ADD = "a, b = map(int, input().split())\nprint(a + b)"
 
@@ -106,14 +107,14 @@ def test_extract_many_matches_extract(configured):
     code = get_extractor("code")
     items = [(f"```python\nprint(int(input()) * {i})\n```", {"inputs": ["2"]}) for i in range(6)]
     assert code.extract_many(items) == [code.extract(*item) for item in items]
+    assert code.extract_many(items) == [behaviour_key([f"OUT:{2 * i}"]) for i in range(6)]  # and really ran
 
 
 def test_a_sandbox_failure_is_no_answer_not_an_exception(monkeypatch):
-    class Broken:
-        def run(self, *args):
-            raise OSError(24, "Too many open files")
+    def broken():  # the pool cannot start (Executor.run itself turns a backend failure into SANDBOX_ERROR)
+        raise OSError(24, "Too many open files")
 
-    monkeypatch.setattr(sandbox, "get_executor", Broken)
+    monkeypatch.setattr(sandbox, "get_executor", broken)
     assert get_extractor("code").extract(f"```python\n{ADD}\n```", {"inputs": ["1 2"]}) is None
 
 

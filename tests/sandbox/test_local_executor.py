@@ -123,6 +123,7 @@ def test_killed_worker_is_restarted(pool):
     items = [(f"```python\nprint({i})\n```", {"inputs": [""]}) for i in range(4)]
     with configured(pool):  # restarts happen on the extractor's short-lived threads
         assert code.extract_many(items) == [code.extract(*item) for item in items]
+        assert code.extract_many(items) == [behaviour_key([f"OUT:{i}"]) for i in range(4)]  # the new workers ran them
     time.sleep(0.5)  # the threads that restarted them have ended: the workers must outlive them
     assert all(w.proc.poll() is None for w in pool._workers) and not set(killed) & set(pool.worker_pids)
     assert not any(os.path.exists(d) for d in old_dirs)  # a dead worker's directory goes with it

@@ -5,8 +5,9 @@ Stdin mode (``fn_name`` None): each input is the program's stdin text. Function-
 argument list (or keyword object) of ``fn_name``, a JSON-serialisable value. At most ``max_inputs`` inputs are
 used. Identical (program, inputs) pairs are answered from a bounded cache: a group of sampled responses often
 holds the same program several times. Results holding ``SANDBOX_ERROR`` (an infrastructure failure, not the
-program's behaviour) are not cached, so the program runs again next time. An ``OSError`` of the backend (a worker
-that cannot be restarted) becomes ``SANDBOX_ERROR`` for that request, logged, never an exception. Thread-safe:
+program's behaviour) are not cached, so the program runs again next time. Any other exception of the backend
+(a worker that cannot be restarted, ...) becomes ``SANDBOX_ERROR`` for that request, logged; only
+``SandboxUnavailable`` (the configured isolation is missing) propagates. Thread-safe:
 verl's reward workers call it from many threads at once.
 """
 
