@@ -28,6 +28,8 @@ from verl_rlif.answers.exact import exact_key
         ("2+3x+x^2", "x^2+3*x+2"),
         ("(a+b)^2", "a^2+2*a*b+b^2"),
         ("x-x", "0"),
+        ("00-x", "-x"),  # a zero written "00" or "0.0" is no "+0" term
+        ("x+0.0", "x"),
         (r"\frac{x}{2}", "1/2*x"),
         (r"\frac{1}{x}", "x^-1"),
         (r"x\cdot y", "x*y"),

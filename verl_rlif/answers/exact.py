@@ -266,7 +266,8 @@ class _Parser:
     def atom(self) -> Value:
         token = self.take()
         if token[0].isdigit() or token[0] == ".":
-            return {ONE: Fraction(token)} if token != "0" else {}
+            number = Fraction(token)
+            return {ONE: number} if number else {}  # "00" and "0.0" are zero too: no "+0" term in the key
         if token.isalpha():
             return {(1, 0, ((token, 1),)): Fraction(1)}
         if token == "\\pi":

@@ -1,7 +1,7 @@
 """Vote-time merge: distinct answer keys of one group that are equivalent become one key.
 
-Canonical keys catch the common equivalences; this catches the rest (``x^2-1`` vs ``(x-1)(x+1)`` when
-simplification differs, ``e^{i\\pi}`` forms, ...) by pairwise math-verify checks among the few distinct keys
+Canonical keys catch the common equivalences; this catches the rest (``\\log 8`` vs ``3\\log 2``, ``2\\sin x\\cos x`` vs
+``\\sin 2x``, ``e^{i\\pi}`` forms, ...) by pairwise math-verify checks among the few distinct keys
 of each group, through the bounded, cached symbolic worker. Two exact keys (numbers and the canonical
 polynomials of ``verl_rlif.answers.exact``, and sequences of them) are different values when they differ, so they
 are never compared.
@@ -9,6 +9,7 @@ are never compared.
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from collections.abc import Callable, Hashable, Sequence
@@ -20,7 +21,8 @@ from verl_rlif.sandbox.signature import KEY_PREFIX as CODE_KEY_PREFIX
 logger = logging.getLogger(__name__)
 
 
-def _exact(key: str) -> bool:
+@functools.lru_cache(maxsize=4096)
+def _exact(key: str) -> bool:  # asked for every pair of a group: parse each key once
     return canonical_math_key(key)[1]
 
 

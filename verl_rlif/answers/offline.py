@@ -16,6 +16,7 @@ from typing import Any
 from verl_rlif.answers.merge import merge_equivalent_keys
 from verl_rlif.answers.registry import get_extractor
 from verl_rlif.config import VoteConfig
+from verl_rlif.core.step import monitor_metrics
 from verl_rlif.core.voting import cluster_vote
 
 
@@ -49,6 +50,7 @@ def vote_records(
         keys = merge_equivalent_keys(groups, keys)
     result = cluster_vote(groups, keys, vote)
     out = []
+    truths: dict[str, Any] = {}  # a group repeats its ground truth on every line: key it once
     for i, record in enumerate(records):
         annotated = {
             **record,
@@ -57,7 +59,8 @@ def vote_records(
             "vote_reward": float(result.rewards[i]),
         }
         if record.get("answer") is not None:
-            truth = extractor.canonical(str(record["answer"]))
+            answer = str(record["answer"])
+            truth = truths[answer] if answer in truths else truths.setdefault(answer, extractor.canonical(answer))
             annotated["correct"] = keys[i] is not None and keys[i] == truth
         out.append(annotated)
     summary = {
@@ -76,15 +79,9 @@ def _mean(values) -> float:
 
 
 def _pseudo_label_accuracy(out: list[dict], result) -> dict[str, float]:
-    """Mean over groups with ground truth of the share of winning responses that are correct, as the trainer's
-    ``rlif/pseudo_label_acc`` (a tie between a right and a wrong cluster counts 0.5; no winner counts 0)."""
-    groups: dict[int, list[bool]] = {}
-    for i, record in enumerate(out):
-        if "correct" in record:
-            groups.setdefault(int(result.group[i]), [])
-            if result.in_majority[i]:
-                groups[int(result.group[i])].append(record["correct"])
-    if not groups:
+    """The trainer's ``rlif/pseudo_label_acc`` (a tie between a right and a wrong cluster counts 0.5)."""
+    correct = [float(record["correct"]) if "correct" in record else None for record in out]
+    metrics = monitor_metrics(result, correct)
+    if not metrics:
         return {}
-    shares = [sum(winners) / len(winners) if winners else 0.0 for winners in groups.values()]
-    return {"pseudo_label_accuracy": round(sum(shares) / len(groups), 6)}
+    return {"pseudo_label_accuracy": round(metrics["rlif/pseudo_label_acc"], 6)}

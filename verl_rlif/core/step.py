@@ -41,7 +41,7 @@ def _mean_std(prefix: str, values: torch.Tensor) -> dict[str, float]:
     return {f"{prefix}/mean": values.mean().item() if values.numel() else 0.0, f"{prefix}/std": std}
 
 
-def _monitor_metrics(vote: VoteResult, correct: Sequence[float | None] | None) -> dict[str, float]:
+def monitor_metrics(vote: VoteResult, correct: Sequence[float | None] | None) -> dict[str, float]:
     """Pseudo-label and ground-truth accuracy, where ground truth exists (monitoring only)."""
     if correct is None:
         return {}
@@ -118,7 +118,7 @@ def rlif_step(
     gdpo = gdpo_advantages(rewards, pick(group_ids), config.gdpo, response_mask=mask.cpu())
     for name, fraction in zip(config.rewards, gdpo.zero_variance_group_fraction.tolist(), strict=True):
         metrics[f"rlif/zero_variance_groups/{name}"] = fraction
-    metrics.update(_monitor_metrics(vote, pick(correct) if correct is not None else None))
+    metrics.update(monitor_metrics(vote, pick(correct) if correct is not None else None))
 
     advantages = torch.zeros(num)
     advantages[include] = gdpo.advantages
