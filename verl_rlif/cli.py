@@ -16,7 +16,7 @@ import argparse
 import math
 import sys
 
-from verl_rlif.config import TIE_POLICIES, VOTE_MODES
+from verl_rlif.config import TIE_POLICIES, VOTE_MODES, SandboxConfig
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -358,7 +358,12 @@ def _add_prepare_data(commands) -> None:
         "default: the dataset's usual role, livecodebench with only --until: train",
     )
     prepare.add_argument("--data-source", help="data_source to write (default: NAME)")
-    prepare.add_argument("--max-tests", type=int, default=16, help="code: test cases kept per problem (default 16)")
+    prepare.add_argument(
+        "--max-tests",
+        type=int,
+        default=SandboxConfig.max_inputs,
+        help=f"code: test cases kept per problem (default {SandboxConfig.max_inputs}, rlif.sandbox.max_inputs)",
+    )
     prepare.add_argument("--since", help="livecodebench only: first contest date kept, YYYY-MM-DD (inclusive)")
     prepare.add_argument("--until", help="livecodebench only: keep contest dates before this, YYYY-MM-DD (exclusive)")
     prepare.add_argument("--skip-invalid", action="store_true", help="leave out malformed rows instead of stopping")

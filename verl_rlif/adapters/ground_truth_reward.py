@@ -17,17 +17,14 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from verl_rlif import sandbox
-from verl_rlif.adapters.reward_manager import answer_info
-from verl_rlif.answers import symbolic
+from verl_rlif.adapters.reward_manager import answer_info, configure_answer_backends
 from verl_rlif.config import RLIFConfig
 
 
 @lru_cache(maxsize=8)
 def _settings(rlif_json: str) -> RLIFConfig:
     settings = RLIFConfig.from_mapping(json.loads(rlif_json))
-    symbolic.configure(settings.extractor.symbolic, settings.extractor.symbolic_deadline_s)
-    sandbox.configure(settings.sandbox)  # code data: the configured isolation, not the defaults
+    configure_answer_backends(settings)  # code data: the configured isolation, not the defaults
     return settings
 
 

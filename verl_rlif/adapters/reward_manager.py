@@ -63,6 +63,12 @@ def answer_info(
     return info
 
 
+def configure_answer_backends(settings: RLIFConfig) -> None:
+    """This process's symbolic worker and code sandbox follow ``rlif.extractor`` and ``rlif.sandbox``."""
+    symbolic.configure(settings.extractor.symbolic, settings.extractor.symbolic_deadline_s)
+    sandbox.configure(settings.sandbox)
+
+
 @register(NAME)
 class RLIFRewardManager(RewardManagerBase):
     """verl ``RewardManagerBase``: decodes the response once and extracts its answer key."""
@@ -70,8 +76,7 @@ class RLIFRewardManager(RewardManagerBase):
     def __init__(self, config, tokenizer, compute_score=None, reward_router_address=None, reward_model_tokenizer=None):
         super().__init__(config, tokenizer, compute_score)
         self.settings = RLIFConfig.from_training_config(config)
-        symbolic.configure(self.settings.extractor.symbolic, self.settings.extractor.symbolic_deadline_s)
-        sandbox.configure(self.settings.sandbox)
+        configure_answer_backends(self.settings)
         extractors = self.settings.extractor
         if "code" in (extractors.default, *extractors.by_data_source.values()):
             sandbox.get_executor()  # fail closed here, at start-up, when the required isolation is missing

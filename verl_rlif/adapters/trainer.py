@@ -36,7 +36,7 @@ from verl.workers.utils.padding import response_from_nested, response_to_nested
 
 from verl_rlif.adapters.checks import validate, verify_registered
 from verl_rlif.adapters.engine_flags import CHUNK_KEY, FLAG, OUTPUT_KEY
-from verl_rlif.answers import symbolic
+from verl_rlif.adapters.reward_manager import configure_answer_backends
 from verl_rlif.answers.merge import merge_equivalent_keys
 from verl_rlif.config import RLIFConfig
 from verl_rlif.core.step import RLIFStep, rlif_step
@@ -84,7 +84,7 @@ class RLIFTrainer(PPOTrainerSync):
             logger.warning("verl-rlif: %s", warning)
         verify_registered(config)
         self.rlif = RLIFConfig.from_training_config(config)
-        symbolic.configure(self.rlif.extractor.symbolic, self.rlif.extractor.symbolic_deadline_s)
+        configure_answer_backends(self.rlif)  # the vote-time merge asks the symbolic worker
         super().__init__(config)
 
     def _build_replay_buffer(self):

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 
+from verl_rlif.config import SandboxConfig
 from verl_rlif.data.readers import DataError, Row, read_hub, read_local
 from verl_rlif.data.sources import SOURCES, NotSelected, Options, RowError, Untestable
 
@@ -92,7 +93,7 @@ def prepare(
     output: str | None = None,
     split: str | None = None,
     data_source: str | None = None,
-    max_tests: int = 16,
+    max_tests: int = SandboxConfig.max_inputs,
     since: str | None = None,
     until: str | None = None,
     skip_invalid: bool = False,

@@ -18,6 +18,7 @@ from datetime import date
 from typing import Any
 
 from verl_rlif.answers import boxed_content
+from verl_rlif.config import SandboxConfig
 from verl_rlif.data.code_tests import CodeTests, decode_test_cases, parse_asserts, parse_cases
 
 MATH_INSTRUCTION = "Let's think step by step and output the final answer within \\boxed{}."
@@ -50,7 +51,7 @@ class Untestable(Exception):  # noqa: N818 (a filter outcome, not an error)
 @dataclass(frozen=True)
 class Options:
     split: str
-    max_tests: int = 16
+    max_tests: int = SandboxConfig.max_inputs  # as many as the sandbox runs per program
     since: date | None = None
     until: date | None = None
 
