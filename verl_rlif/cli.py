@@ -118,7 +118,8 @@ def _compose_hint(message: str, config_dir: str) -> str:
 
 
 def _checked_config(prog: str, config_path: str, config_name: str, overrides: list[str]):
-    """Compose and validate as `verl-rlif check` does: (exit code, warnings); problems are printed to stderr."""
+    """Compose and validate as `verl-rlif check` does: (exit code, warnings, the composed config or None); problems
+    are printed to stderr."""
     import logging
     import os
     import warnings
@@ -136,26 +137,26 @@ def _checked_config(prog: str, config_path: str, config_name: str, overrides: li
     config_dir = os.path.abspath(config_path)
     if not os.path.isdir(config_dir):
         print(f"{prog}: --config-path {config_path!r} is not a directory", file=sys.stderr)
-        return 2, []
+        return 2, [], None
     try:
         with initialize_config_dir(config_dir=config_dir, version_base=None):
             config = compose(config_name=config_name, overrides=overrides)
     except (HydraException, OmegaConfBaseException) as exc:  # unknown config name, malformed override, ...
         hint = _compose_hint(str(exc), config_dir)
         print(f"{prog}: cannot compose {config_name!r} from {config_dir}: {exc}{hint}", file=sys.stderr)
-        return 2, []
+        return 2, [], None
     try:
         found = validate(config)
         verify_registered(config)
         verl_validate(config)
     except ConfigError as exc:
         print(exc, file=sys.stderr)
-        return 1, []
-    return 0, found + data_file_warnings(config)
+        return 1, [], None
+    return 0, found + data_file_warnings(config), config
 
 
 def _check(args: argparse.Namespace) -> int:
-    code, found = _checked_config("verl-rlif check", args.config_path, args.config_name, args.overrides)
+    code, found, _ = _checked_config("verl-rlif check", args.config_path, args.config_name, args.overrides)
     if code:
         return code
     for warning in found:
@@ -167,7 +168,7 @@ def _check(args: argparse.Namespace) -> int:
 def _eval(args: argparse.Namespace) -> int:
     import os
 
-    from verl_rlif.evaluation import EvalRequest, eval_overrides, main_ppo_command, printable
+    from verl_rlif.evaluation import EvalRequest, eval_overrides, main_ppo_command, printable, world_size_problem
 
     request = EvalRequest(
         config_path=args.config_path,
@@ -186,12 +187,14 @@ def _eval(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"verl-rlif eval: {exc}", file=sys.stderr)
         return 2
-    code, found = _checked_config("verl-rlif eval", args.config_path, args.config_name, overrides)
+    code, found, config = _checked_config("verl-rlif eval", args.config_path, args.config_name, overrides)
     if code:
         return code
     if request.checkpoint is not None:
         try:
-            problem = _checkpoint_world_size_problem(request, overrides)
+            problem = world_size_problem(
+                request.checkpoint, int(config.trainer.nnodes), int(config.trainer.n_gpus_per_node)
+            )
         except ValueError as exc:
             problem = str(exc)
         if problem:
@@ -205,19 +208,6 @@ def _eval(args: argparse.Namespace) -> int:
         return 0
     os.execv(command[0], command)  # replaces this process: main_ppo's exit status is the command's
     return 1  # unreachable
-
-
-def _checkpoint_world_size_problem(request, overrides: list[str]) -> str | None:
-    """The composed run's world size against the checkpoint's (a config that composed in the check composes here)."""
-    import os
-
-    from hydra import compose, initialize_config_dir
-
-    from verl_rlif.evaluation import world_size_problem
-
-    with initialize_config_dir(config_dir=os.path.abspath(request.config_path), version_base=None):
-        trainer = compose(config_name=request.config_name, overrides=overrides).trainer
-    return world_size_problem(request.checkpoint, int(trainer.nnodes), int(trainer.n_gpus_per_node))
 
 
 def _fraction(text: str) -> float:
