@@ -6,6 +6,7 @@ import pytest
 
 from verl_rlif.answers import get_extractor, symbolic
 from verl_rlif.answers.merge import merge_equivalent_keys
+from verl_rlif.answers.normalize import canonical_math_key
 from verl_rlif.answers.symbolic import SymbolicWorker
 
 
@@ -23,11 +24,21 @@ def symbolic_on():
         (r"\sqrt{8}", r"2\sqrt{2}"),
         (r"\frac{1}{\sqrt{2}}", r"\frac{\sqrt{2}}{2}"),
         (r"\pi/2", r"\frac{\pi}{2}"),
+        # outside the exact grammar: only the symbolic worker can key these
+        (r"\sin x", r"\sin(x)"),
+        (r"2\sin x\cos x", r"\sin 2x"),
+        (r"\frac{\sin x}{2}", r"\frac{1}{2}\sin x"),
     ],
 )
 def test_equivalent_expressions_share_a_key(left, right):
     math = get_extractor("math")
     assert math.canonical(left) == math.canonical(right)
+
+
+@pytest.mark.parametrize("text, number", [(r"\binom{5}{2}", "10"), (r"\log_2 8", "3")])
+def test_symbolic_numbers_get_the_exact_number_key(text, number):
+    assert not canonical_math_key(text)[1]  # the cheap path is not conclusive: this goes through the worker
+    assert get_extractor("math").canonical(text) == number
 
 
 def test_a_symbolic_number_gets_the_exact_number_key():
