@@ -309,7 +309,7 @@ def data_file_warnings(config: DictConfig) -> list[str]:
             where = "point RLIF_DATA_DIR at them" if "RLIF_DATA_DIR" in raw else f"set {key}"
             warnings.append(
                 f"{key}: {missing} not found from {os.getcwd()}; write them with `verl-rlif prepare-data` "
-                f"(docs/replication.md) or {where}"
+                f"(see `verl-rlif prepare-data --help`) or {where}"
             )
         elif key == "data.train_files":
             warnings += _too_few_rows(config, files)
