@@ -29,6 +29,15 @@ def _get(config: DictConfig, key: str, default=None):
     return default if value is None else value
 
 
+def _integer(config: DictConfig, key: str, default: int) -> int:
+    """An integer setting the checks compute with; a value of another type (``rollout.n=abc`` from the command line
+    arrives as a string) is a :class:`ConfigError` naming the key, not a TypeError deep in a comparison."""
+    value = _get(config, key, default)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ConfigError(f"verl-rlif config is invalid:\n  - {key}={value!r} must be an integer")
+    return value
+
+
 def _engine_vendor_problem(config: DictConfig) -> str | None:
     vendor = _get(config, ENGINE_VENDOR_KEY) or os.environ.get("VERL_ENGINE_VENDOR")
     if vendor == ENGINE_VENDOR:
@@ -88,8 +97,9 @@ def _warnings(config: DictConfig) -> list[str]:
     warnings = []
     actor = "actor_rollout_ref.actor"
     loss_mode = _get(config, f"{actor}.policy_loss.loss_mode", "vanilla")
-    mini_batch, batch = _get(config, f"{actor}.ppo_mini_batch_size", 0), _get(config, "data.train_batch_size", 0)
-    one_update = _get(config, f"{actor}.ppo_epochs", 1) == 1 and mini_batch >= batch
+    mini_batch = _integer(config, f"{actor}.ppo_mini_batch_size", 0)
+    batch = _integer(config, "data.train_batch_size", 0)
+    one_update = _integer(config, f"{actor}.ppo_epochs", 1) == 1 and mini_batch >= batch
     if loss_mode == "rlif_kl_cov" and one_update:
         warnings.append(
             f"KL-Cov with a single on-policy update per rollout does nothing (log pi = log pi_old): set "
@@ -116,7 +126,7 @@ def _label_free_warnings(config: DictConfig) -> list[str]:
 
 
 def _group_problem(config: DictConfig) -> list[str]:
-    n = _get(config, "actor_rollout_ref.rollout.n", 1)
+    n = _integer(config, "actor_rollout_ref.rollout.n", 1)
     if n < 2:
         return [f"actor_rollout_ref.rollout.n={n}: a vote needs a group; set actor_rollout_ref.rollout.n>=2"]
     return []
@@ -125,14 +135,14 @@ def _group_problem(config: DictConfig) -> list[str]:
 def _product(config: DictConfig, prefix: str, keys: tuple[str, ...]) -> int:
     size = 1
     for key in keys:
-        size *= int(_get(config, f"{prefix}.{key}", 1))
+        size *= _integer(config, f"{prefix}.{key}", 1)
     return size
 
 
 def _parallelism_problems(config: DictConfig) -> list[str]:
     """Layouts that cannot fit the GPUs. verl checks the actor's only without dynamic batch sizes, and the rollout's
     only once Ray has placed its replicas (a replica set that does not divide the GPUs leaves some idle or none)."""
-    per_node, nodes = int(_get(config, "trainer.n_gpus_per_node", 1)), int(_get(config, "trainer.nnodes", 1))
+    per_node, nodes = _integer(config, "trainer.n_gpus_per_node", 1), _integer(config, "trainer.nnodes", 1)
     gpus = per_node * nodes
     where = f"trainer.nnodes={nodes} x trainer.n_gpus_per_node={per_node} = {gpus} GPUs"
     problems = []
@@ -325,7 +335,7 @@ def _too_few_rows(config: DictConfig, files: list[str]) -> list[str]:
     except Exception:  # not parquet (verl reads other formats too) or unreadable: verl will say so itself
         return []
     batch_key = "data.gen_batch_size" if _get(config, "data.gen_batch_size") else "data.train_batch_size"
-    batch = int(_get(config, batch_key, 0))
+    batch = _integer(config, batch_key, 0)
     if rows >= batch:
         return []
     return [
