@@ -131,16 +131,16 @@ class ExtractorConfig:
     """Wall-clock seconds the merge may spend per training step; pairs not compared by then stay apart (logged)."""
 
     def __post_init__(self) -> None:
-        from verl_rlif.answers import get_extractor  # the registry raises naming the registered extractors
-
+        # Extractor names are checked where extractors are built (verl_rlif.answers.check_extractor_names: the reward
+        # manager's init, `verl-rlif check`), not here: the registry imports the sandbox, which imports this module,
+        # and plugins may register extractors of their own after this config exists.
         object.__setattr__(self, "by_data_source", dict(self.by_data_source))
         _require_range("rlif.extractor.symbolic_deadline_s", self.symbolic_deadline_s, 0.0, 3600.0, low_open=True)
         _require_range("rlif.extractor.merge_budget_s", self.merge_budget_s, 0.0, 86400.0, low_open=True)
-        for name in (self.default, *self.by_data_source.values()):
-            try:
-                get_extractor(name)
-            except ValueError as exc:
-                raise ValueError(f"rlif.extractor: {exc}") from None
+
+    def names(self) -> tuple[str, ...]:
+        """Every extractor this config selects: the default and the per-data-source ones."""
+        return (self.default, *self.by_data_source.values())
 
     def for_data_source(self, data_source: str) -> str:
         return self.by_data_source.get(data_source, self.default)

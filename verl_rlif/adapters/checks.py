@@ -12,6 +12,7 @@ from collections.abc import Callable
 
 from omegaconf import DictConfig, OmegaConf
 
+from verl_rlif.answers import check_extractor_names
 from verl_rlif.config import RLIFConfig
 
 ENGINE_VENDOR = "rlif"
@@ -208,6 +209,7 @@ def validate(config: DictConfig) -> list[str]:
     """
     try:
         rlif = RLIFConfig.from_training_config(config)
+        check_extractor_names(rlif.extractor.names())
     except ValueError as exc:
         raise ConfigError(f"verl-rlif config is invalid:\n  - {exc}") from None
     reference = rlif.ground_truth_reference
