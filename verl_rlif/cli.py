@@ -2,6 +2,7 @@
 
 verl-rlif demo          verl's real main_ppo with the plugin on the CPU: SmolLM2-135M, arithmetic, a few steps, plot
 verl-rlif pipeline      the RLIF reward pipeline on a built-in batch, each step printed (no verl, no model)
+verl-rlif plot          draw the collapse monitors of runs from verl's file logger, wandb or TensorBoard
 verl-rlif vote          extract answers and vote over a JSONL file (--task math|number|choice|code)
 verl-rlif prepare-data  turn a dataset's files (or its hub copy) into verl's parquet schema
 verl-rlif check         compose and validate a training config (no Ray, no GPU)
@@ -22,9 +23,9 @@ from verl_rlif.config import TIE_POLICIES, VOTE_MODES, ExtractorConfig, SandboxC
 def _demo(args: argparse.Namespace) -> int:
     import os
 
+    from verl_rlif.plot import Run, plot_runs
     from verl_rlif.testing.cpu_demo import prepare_demo, step_summary
     from verl_rlif.testing.e2e import TIMEOUT_EXIT_CODE, read_metrics, run_main_ppo
-    from verl_rlif.testing.plot import plot_collapse_monitors
 
     if args.model_path is None:
         print("verl-rlif demo: preparing SmolLM2-135M-Instruct (first run: download + conversion) and the data set")
@@ -67,8 +68,44 @@ def _demo(args: argparse.Namespace) -> int:
     if code != 0:
         print(f"main_ppo failed with exit code {code}; see {log_path}", file=sys.stderr)
         return code
-    png = plot_collapse_monitors(read_metrics(run.metrics_path), os.path.join(run.output_dir, "collapse_monitors.png"))
+    demo_run = Run.from_step_records("demo", read_metrics(run.metrics_path))
+    png = plot_runs([demo_run], os.path.join(run.output_dir, "collapse_monitors.png"))
     print(f"metrics: {run.metrics_path}\nplot: {png}")
+    return 0
+
+
+def _plot(args: argparse.Namespace) -> int:
+    import os
+
+    from verl_rlif import plot
+    from verl_rlif.files import output_problem
+
+    prog = "verl-rlif plot"
+    problem = output_problem(args.output)
+    if not problem and os.path.splitext(args.output)[1].lower() not in plot.FORMATS:
+        problem = f"unknown figure format: end the name with {', '.join(plot.FORMATS)}"
+    if problem:  # before reading anything
+        print(f"{prog}: --output {args.output}: {problem}", file=sys.stderr)
+        return 2
+    try:
+        plot.require_matplotlib()
+        runs = [run for source in args.sources for run in plot.read_runs(source)]
+        plot.label_runs(runs, args.label)
+    except plot.PlotError as exc:
+        print(f"{prog}: {exc}", file=sys.stderr)
+        return 2
+    titles = {m.key: m.title for m in plot.MONITORS}
+    missing = plot.missing_monitors(runs)
+    for run in runs:
+        keys = [key for key, labels in missing.items() if run.label in labels]
+        if keys:
+            print(f"{prog}: {run.label} did not log " + ", ".join(f"{k} ({titles[k]})" for k in keys), file=sys.stderr)
+    try:
+        path = plot.plot_runs(runs, args.output, args.title)
+    except plot.PlotError as exc:
+        print(f"{prog}: {exc}", file=sys.stderr)
+        return 1
+    print(f"{prog}: {len(runs)} run(s) -> {path}")
     return 0
 
 
@@ -455,6 +492,20 @@ def build_parser() -> argparse.ArgumentParser:
     pipeline = commands.add_parser("pipeline", help="print the RLIF reward pipeline on a built-in batch (no verl)")
     pipeline.add_argument("--seed", type=int, default=0, help="seed of the stand-in policy (default: 0)")
     pipeline.set_defaults(run=_pipeline)
+    plot = commands.add_parser(
+        "plot",
+        help="draw the collapse monitors of one run or several overlaid (verl's file logger, wandb, TensorBoard)",
+        description="Sources: verl's file-logger JSONL (trainer.logger=[console,file]), a wandb CSV export (run "
+        "history or panel), a TensorBoard log directory or its CSV downloads; a directory of JSONL files or of "
+        "TensorBoard runs gives one run each. Runs are named after their file or directory, or --label.",
+    )
+    plot.add_argument("sources", nargs="+", metavar="SOURCE", help="metrics file or directory, one or more")
+    plot.add_argument("--label", action="append", help="name of a run in the legend, once per run in order")
+    plot.add_argument(
+        "--output", default="collapse_monitors.png", help="figure (.png, .svg, .pdf; default collapse_monitors.png)"
+    )
+    plot.add_argument("--title", default="verl-rlif collapse monitors", help="figure title")
+    plot.set_defaults(run=_plot)
     check = commands.add_parser("check", help="compose and validate a training config (no Ray, no GPU)")
     check.add_argument("--config-path", default="configs", help="directory of the config (default: ./configs)")
     check.add_argument("--config-name", default="rlif", help="config name without .yaml (default: rlif)")
