@@ -12,8 +12,10 @@ from __future__ import annotations
 import os
 import re
 import shlex
-import sys
 from dataclasses import dataclass
+
+from verl_rlif import launch
+from verl_rlif.configs import resolve_config_dir
 
 FSDP_SHARD = re.compile(r"model_world_size_(\d+)_rank_\d+\.pt")
 """verl's FSDP checkpoint: one shard per rank, ``actor/model_world_size_{W}_rank_{r}.pt``."""
@@ -21,7 +23,8 @@ FSDP_SHARD = re.compile(r"model_world_size_(\d+)_rank_\d+\.pt")
 
 @dataclass(frozen=True)
 class EvalRequest:
-    config_path: str
+    config_path: str | None
+    """A config directory or ``pkg://`` path; None: the packaged configs."""
     config_name: str
     checkpoint: str | None = None
     """A ``.../global_step_N`` folder written by verl (holds ``actor/``)."""
@@ -107,16 +110,7 @@ def world_size_problem(checkpoint: str, nnodes: int, n_gpus_per_node: int) -> st
 
 
 def main_ppo_command(request: EvalRequest, overrides: list[str]) -> list[str]:
-    return [
-        sys.executable,
-        "-m",
-        "verl.trainer.main_ppo",
-        "--config-path",
-        os.path.abspath(request.config_path),
-        "--config-name",
-        request.config_name,
-        *overrides,
-    ]
+    return launch.main_ppo_command(resolve_config_dir(request.config_path), request.config_name, overrides)
 
 
 def printable(command: list[str]) -> str:

@@ -11,7 +11,7 @@ from verl_rlif.adapters.checks import ConfigError, validate, verify_registered
 from verl_rlif.cli import main
 from verl_rlif.config import RLIFConfig, config_keys
 
-CONFIGS = Path(__file__).resolve().parents[2] / "configs"
+CONFIGS = Path(__file__).resolve().parents[2] / "verl_rlif" / "configs"
 
 
 def composed(*overrides, name="rlif"):
@@ -166,7 +166,7 @@ def test_trainer_init_runs_the_same_validation():
 
 
 def test_every_rlif_key_is_documented():
-    doc = (CONFIGS.parent / "docs" / "configuration.md").read_text()
+    doc = (CONFIGS.parents[1] / "docs" / "configuration.md").read_text()
 
     keys = config_keys()
     assert "rlif.vote.mode" in keys and "rlif.kl_cov.top_token_fraction" in keys and "rlif.vote" not in keys

@@ -8,7 +8,7 @@ from hydra import compose, initialize_config_dir
 from verl_rlif.cli import main
 from verl_rlif.evaluation import EvalRequest, eval_overrides
 
-CONFIGS = Path(__file__).resolve().parents[2] / "configs"
+CONFIGS = Path(__file__).resolve().parents[2] / "verl_rlif" / "configs"
 
 
 @pytest.fixture

@@ -1,7 +1,7 @@
 """verl's real ``python -m verl.trainer.main_ppo`` with verl-rlif switched on by config: 2 steps, then a resume.
 
 CPU (CI): a tiny Llama built offline, the CPU platform and transformers rollout from ``verl_rlif.testing``,
-``configs/rlif.yaml`` + ``configs/demo/cpu.yaml``. The first run goes through ``verl-rlif demo`` (what
+``verl_rlif/configs/rlif.yaml`` + ``demo/cpu.yaml``. The first run goes through ``verl-rlif demo`` (what
 ``make demo`` runs, with the tiny model instead of SmolLM2), the resume through the same ``main_ppo`` command.
 The same run on a GPU (FSDP, and Megatron at TP=1) is marked ``gpu``. Each assertion reads verl's own JSONL
 metrics or checkpoint directory, i.e. what reached the trainer.

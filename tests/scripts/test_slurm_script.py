@@ -90,7 +90,7 @@ def test_head_workers_join_check_then_main_ppo(cluster, tmp_path):
     assert sorted(node_of(c) for c in plugin_checks) == NODES
     (main_ppo,) = calls(log, "python -m verl.trainer.main_ppo")
     assert "@batch RAY_ADDRESS=10.0.0.1:6379" in main_ppo
-    assert f"--config-path {tmp_path}/configs --config-name math_7b_fsdp trainer.nnodes=3 " in main_ppo
+    assert "--config-path pkg://verl_rlif.configs --config-name math_7b_fsdp trainer.nnodes=3 " in main_ppo
     assert main_ppo.split(" @")[0].endswith("preset=vote_only")
     assert max(log.index(c) for c in plugin_checks) < log.index(main_ppo)
     assert "all 3 node(s) joined the Ray cluster at 10.0.0.1:6379" in done.stdout

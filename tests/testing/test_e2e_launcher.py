@@ -84,7 +84,7 @@ def test_demo_without_the_configs_directory_fails_before_any_download(tmp_path, 
     code = main(["demo", "--config-path", str(tmp_path), "--output-dir", str(tmp_path / "run")])
     assert code == 2
     err = capsys.readouterr().err
-    assert str(tmp_path / "rlif.yaml") in err and "--config-path" in err and "pip install -e" in err
+    assert str(tmp_path / "rlif.yaml") in err and "Leave out --config-path for the packaged configs" in err
     assert not (tmp_path / "run").exists()  # nothing written either
 
 
@@ -95,7 +95,7 @@ def overrides_of(run: MainPPORun) -> list[str]:
 
 @pytest.mark.parametrize("config_name, strategy", [("rlif", "fsdp2"), ("rlif_megatron", "megatron")])
 def test_demo_runs_the_engine_its_config_names(tmp_path, config_name, strategy):
-    """configs/demo/cpu.yaml sets FSDP2; on rlif_megatron the demo (and the test's Megatron run) must stay Megatron."""
+    """demo/cpu.yaml sets FSDP2; on rlif_megatron the demo (and the test's Megatron run) must stay Megatron."""
     run = cpu_demo.prepare_demo(2, str(tmp_path), model_path="model", config_name=config_name)
     with initialize_config_dir(config_dir=run.config_dir, version_base=None):
         config = compose(config_name=config_name, overrides=overrides_of(run))

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import os
 
+from verl_rlif.configs import resolve_config_dir
 from verl_rlif.testing.data import write_arithmetic_parquet
-from verl_rlif.testing.e2e import CONFIG_DIR, MainPPORun
+from verl_rlif.testing.e2e import MainPPORun
 from verl_rlif.testing.smollm2 import DEFAULT_CACHE, smollm2_path
 
 DEFAULT_OUTPUT = os.path.join("outputs", "demo")
@@ -47,9 +48,15 @@ def prepare_demo(
 ) -> MainPPORun:
     """Write the data set, fetch and convert SmolLM2 unless ``model_path`` is given, and describe the run.
 
-    ``config_dir`` is the project's ``configs/`` directory (by default the source checkout's this module lives in).
+    ``config_dir`` holds the configs to compose: a directory or a ``pkg://`` path (default: the packaged configs).
+
+    Raises:
+        FileNotFoundError: ``config_dir`` lacks the config or ``demo/<device>.yaml`` (before any data or download).
     """
-    config_dir = os.path.abspath(config_dir or CONFIG_DIR)
+    try:
+        config_dir = resolve_config_dir(config_dir)
+    except ValueError as exc:
+        raise FileNotFoundError(str(exc)) from None
     check_config_dir(config_dir, config_name, device)  # before the data set and a model download
     output_dir = os.path.abspath(output_dir)
     train, val = write_arithmetic_parquet(os.path.join(output_dir, "data"), TRAIN_PROMPTS, VAL_PROMPTS)
@@ -67,14 +74,14 @@ def prepare_demo(
 
 
 def check_config_dir(config_dir: str, config_name: str, device: str) -> None:
-    """The files ``main_ppo`` will compose; they ship with a source checkout, not inside the installed package."""
+    """The files ``main_ppo`` will compose: the config and the demo's override file ``demo/<device>.yaml``."""
     needed = [os.path.join(config_dir, f"{config_name}.yaml"), os.path.join(config_dir, "demo", f"{device}.yaml")]
     missing = [path for path in needed if not os.path.isfile(path)]
     if missing:
         raise FileNotFoundError(
-            f"verl-rlif demo composes its run from the project's configs/ directory, but {', '.join(missing)} "
-            "does not exist. Run it from a source checkout installed with `pip install -e .` (as `make demo` does), "
-            "or pass --config-path <checkout>/configs."
+            f"verl-rlif demo composes its run from {config_dir}, but {', '.join(missing)} does not exist. Leave out "
+            "--config-path for the packaged configs, or give a directory that holds both (copy demo/ from "
+            "verl_rlif/configs)."
         )
 
 

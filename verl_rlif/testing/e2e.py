@@ -1,9 +1,9 @@
 """Launch verl's real ``python -m verl.trainer.main_ppo`` with verl-rlif, on the CPU or a GPU, and read its metrics.
 
 Used by ``verl-rlif demo`` (``make demo``), the end-to-end test and its GPU variant. The run is the user's
-command line with ``configs/rlif.yaml`` (or ``rlif_megatron.yaml``) and the override file ``configs/demo/cpu.yaml``
-(``+demo=cpu``; ``+demo=cuda`` for a GPU), plus the two variables that load the test-support package: the launching
-process needs them too, because verl resolves its platform there before Ray starts.
+command line with the packaged ``verl_rlif/configs/rlif.yaml`` (or ``rlif_megatron.yaml``) and the override file
+``verl_rlif/configs/demo/cpu.yaml`` (``+demo=cpu``; ``+demo=cuda`` for a GPU), plus the two variables that load the
+test-support package: the launching process needs them too, because verl resolves its platform there before Ray starts.
 """
 
 from __future__ import annotations
@@ -13,12 +13,13 @@ import math
 import os
 import signal
 import subprocess
-import sys
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-CONFIG_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "configs")
+from verl_rlif.configs import CONFIG_DIR
+from verl_rlif.launch import main_ppo_command
+
 TESTING_MODULE = "verl_rlif.testing.register"
 DEVICES = ("cpu", "cuda")
 TIMEOUT_EXIT_CODE = 124  # what coreutils' timeout returns
@@ -63,23 +64,21 @@ class MainPPORun:
         return os.path.join(self.output_dir, "hydra")
 
     def command(self) -> list[str]:
-        return [
-            sys.executable,
-            "-m",
-            "verl.trainer.main_ppo",
-            "--config-path",
+        return main_ppo_command(
             self.config_dir,
-            "--config-name",
             self.config_name,
-            f"+demo={self.device}",
-            f"actor_rollout_ref.model.path={self.model_path}",
-            f"data.train_files={self.train_file}",
-            f"data.val_files={self.val_file}",
-            f"trainer.total_training_steps={self.steps}",
-            f"trainer.default_local_dir={self.checkpoint_dir}",
-            f"hydra.run.dir={self.hydra_dir}",  # not Hydra's default ./outputs/<date>/<time> in the caller's directory
-            *self.overrides,
-        ]
+            [
+                f"+demo={self.device}",
+                f"actor_rollout_ref.model.path={self.model_path}",
+                f"data.train_files={self.train_file}",
+                f"data.val_files={self.val_file}",
+                f"trainer.total_training_steps={self.steps}",
+                f"trainer.default_local_dir={self.checkpoint_dir}",
+                # not Hydra's default ./outputs/<date>/<time> in the caller's directory
+                f"hydra.run.dir={self.hydra_dir}",
+                *self.overrides,
+            ],
+        )
 
 
 def run_main_ppo(
