@@ -23,6 +23,8 @@ def output_problem(path: str) -> str | None:
         return f"its directory {parent} does not exist: create it first"
     if not os.access(parent, os.W_OK | os.X_OK):
         return f"its directory {parent} is not writable: choose another path"
+    if os.path.exists(path) and not os.access(path, os.W_OK):  # the rename could replace it: respect the mode
+        return "exists and is read-only: choose another path or make it writable"
     return None
 
 

@@ -232,3 +232,10 @@ def test_progress_bar_only_on_a_terminal(tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
     assert main(["vote", source, "--output", str(tmp_path / "out.jsonl")]) == 0
     assert "answer keys" in capsys.readouterr().err
+
+
+def test_a_byte_order_mark_is_not_data(tmp_path, capsys):
+    source = tmp_path / "bom.jsonl"
+    source.write_bytes(b"\xef\xbb\xbf" + json.dumps(LINES[0]).encode() + b"\r\n")
+    assert main(["vote", str(source)]) == 0
+    assert json.loads(capsys.readouterr().out)["answer_key"] == "1/2"

@@ -132,8 +132,8 @@ def _step_order(name: str) -> tuple:
 
 def _open_text(path: str) -> IO[str]:
     if path.endswith(".gz"):
-        return gzip.open(path, "rt", encoding="utf-8")
-    return open(path, encoding="utf-8")
+        return gzip.open(path, "rt", encoding="utf-8-sig")
+    return open(path, encoding="utf-8-sig")  # -sig: a byte-order mark some Windows tools write is not data
 
 
 @contextlib.contextmanager
@@ -141,7 +141,7 @@ def input_lines(source: str) -> Iterator[Iterator[tuple[str, str]]]:
     """``(where, line)`` pairs of a file, a ``.gz`` file, ``-`` (stdin) or a directory of JSONL files. Raises
     OSError (missing file, not gzip), UnicodeDecodeError (not UTF-8) or ValueError (an empty directory)."""
     if source == "-":
-        yield _numbered(io.TextIOWrapper(sys.stdin.buffer, encoding="utf-8"), "")
+        yield _numbered(io.TextIOWrapper(sys.stdin.buffer, encoding="utf-8-sig"), "")
         return
     if not os.path.isdir(source):
         with _open_text(source) as f:
