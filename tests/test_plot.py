@@ -124,3 +124,18 @@ def test_without_matplotlib_one_line_names_the_install(tmp_path, capsys, monkeyp
     assert capsys.readouterr().err == (
         "verl-rlif plot: plotting needs matplotlib: pip install matplotlib (or pip install 'verl-rlif[demo]')\n"
     )
+
+
+def test_reads_what_verls_own_file_logger_writes(tmp_path, monkeypatch):
+    import numpy as np
+    from verl.utils.tracking import FileLogger
+
+    monkeypatch.setenv("VERL_FILE_LOGGER_ROOT", str(tmp_path))
+    monkeypatch.delenv("VERL_FILE_LOGGER_PATH", raising=False)
+    logger = FileLogger("verl-rlif", "math_7b_fsdp_full")  # as trainer.logger=[console,file] creates it
+    for step in (1, 2):
+        logger.log({"rlif/majority_ratio/mean": np.float32(0.25 * step), "actor/entropy": 1.0 / step}, step)
+    logger.finish()
+    (run,) = read_runs(str(tmp_path / "verl-rlif"))  # the project directory: one run per experiment
+    assert run.label == "math_7b_fsdp_full"
+    assert run.series["rlif/majority_ratio/mean"] == [(1.0, 0.25), (2.0, 0.5)]
