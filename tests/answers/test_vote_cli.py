@@ -239,3 +239,16 @@ def test_a_byte_order_mark_is_not_data(tmp_path, capsys):
     source.write_bytes(b"\xef\xbb\xbf" + json.dumps(LINES[0]).encode() + b"\r\n")
     assert main(["vote", str(source)]) == 0
     assert json.loads(capsys.readouterr().out)["answer_key"] == "1/2"
+
+
+def test_each_distinct_answer_text_is_keyed_once_per_file(monkeypatch):
+    from verl_rlif.answers import get_extractor
+    from verl_rlif.answers.offline import _keys
+
+    math_extractor, seen = get_extractor("math"), []
+    canonical = math_extractor.canonical
+    monkeypatch.setattr(math_extractor, "canonical", lambda text: seen.append(text) or canonical(text))
+    monkeypatch.setattr("verl_rlif.answers.offline.CHUNK_LINES", 2)  # several extract_many calls
+    items = [(rf"\boxed{{{a}}}", {}) for a in ["1", "2", "1", "1", "2", "3"]]
+    assert _keys(math_extractor, items, progress=False) == ["1", "2", "1", "1", "2", "3"]
+    assert seen == ["1", "2", "3"]

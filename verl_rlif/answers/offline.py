@@ -35,10 +35,11 @@ def _bar(progress: bool, total: int, desc: str, unit: str) -> tqdm:
 
 def _keys(extractor, items: list, progress: bool) -> list:
     keys: list = []
+    memo: dict = {}  # answer text -> key across the whole file: "42" recurs in many groups
     with _bar(progress, len(items), "answer keys", "line") as bar:
         for start in range(0, len(items), CHUNK_LINES):
             chunk = items[start : start + CHUNK_LINES]
-            keys.extend(extractor.extract_many(chunk))
+            keys.extend(extractor.extract_many(chunk, memo=memo))
             bar.update(len(chunk))
     return keys
 

@@ -39,11 +39,15 @@ class AnswerExtractor(ABC):
         return found
 
     def extract_many(
-        self, items: Sequence[tuple[str, dict[str, Any] | None]], last_number_fallback: bool = False
+        self,
+        items: Sequence[tuple[str, dict[str, Any] | None]],
+        last_number_fallback: bool = False,
+        memo: dict[str, Hashable | None] | None = None,
     ) -> list[Hashable | None]:
         """:meth:`extract` of many (response, extra_info) pairs, in order (extractors that run programs override
-        this to work on several at once)."""
-        keys: dict[str, Hashable | None] = {}  # a group repeats its answer texts: key each distinct text once
+        this to work on several at once). Each distinct answer text is keyed once: ``memo`` (answer text -> key)
+        may be shared across calls by the caller, since a key here depends on the text alone."""
+        keys = {} if memo is None else memo
         out: list[Hashable | None] = []
         for response, extra_info in items:
             found = self._find(response, extra_info, last_number_fallback)
