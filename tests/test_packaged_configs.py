@@ -94,6 +94,7 @@ def test_no_doc_or_config_points_at_the_old_configs_directory():
     """The configs moved into the package: a ./configs path in a command would fail from a pip install."""
     root = Path(__file__).resolve().parents[1]
     texts = [*root.glob("*.md"), *root.glob("docs/*.md"), *root.glob("scripts/**/*"), *Path(CONFIG_DIR).rglob("*.yaml")]
+    texts = [path for path in texts if path.name != "CHANGELOG.md"]  # its migration note names the old path
     stale = [
         str(path.relative_to(root))
         for path in texts

@@ -35,3 +35,28 @@ def test_console_script_runs():
         [sys.executable, "-m", "verl_rlif.cli", "--help"], capture_output=True, text=True, timeout=120
     )
     assert done.returncode == 0 and "demo" in done.stdout
+
+
+def test_the_config_module_does_not_import_the_answers_registry():
+    """config -> answers -> sandbox -> config was an import circle; extractor names are checked where extractors are
+    built (the reward manager's init, `verl-rlif check`) instead."""
+    loaded = run_python(
+        "import sys\n"
+        "from verl_rlif.config import ExtractorConfig, RLIFConfig\n"
+        "RLIFConfig.from_mapping({'extractor': {'default': 'no_such_extractor'}})\n"
+        "print(sorted(m for m in sys.modules if m.startswith('verl_rlif.')))"
+    )
+    assert "verl_rlif.answers" not in loaded and "verl_rlif.sandbox" not in loaded
+    assert "verl_rlif.config" in loaded
+
+
+def test_an_unknown_extractor_is_rejected_where_extractors_are_built():
+    import pytest
+
+    from verl_rlif.answers import check_extractor_names
+    from verl_rlif.config import RLIFConfig
+
+    names = RLIFConfig.from_mapping({"extractor": {"by_data_source": {"gsm8k": "numbr"}}}).extractor.names()
+    with pytest.raises(ValueError, match=r"rlif.extractor: unknown answer extractor 'numbr'; registered: \[.*'number'"):
+        check_extractor_names(names)
+    check_extractor_names(["math", "number", "choice", "boxed", "code"])

@@ -14,16 +14,35 @@ verl-rlif ray-nodes     the alive nodes of a Ray cluster (scripts/slurm/rlif.sba
 from __future__ import annotations
 
 import argparse
+import platform
 import sys
 
+from verl_rlif import HOMEPAGE, __version__
 from verl_rlif.commands import check, demo, evaluate, node_check, pipeline, plot, prepare_data, ray_nodes, vote
 
 MODULES = [demo, pipeline, plot, check, vote, prepare_data, evaluate, node_check, ray_nodes]
 """The subcommands, in the order ``--help`` lists them; each adds its parser and sets ``run``."""
 
 
+def version_line() -> str:
+    """``verl-rlif X (verl Y, Python Z)``: the pair that must match (verl is pinned exactly), read from the installed
+    metadata without importing verl."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        verl = version("verl")
+    except PackageNotFoundError:
+        verl = "not installed"
+    return f"verl-rlif {__version__} (verl {verl}, Python {platform.python_version()})"
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="verl-rlif", description="Label-free RL (RLIF) for verl.")
+    parser = argparse.ArgumentParser(
+        prog="verl-rlif",
+        description="Label-free RL (RLIF) for verl.",
+        epilog=f"Documentation: {HOMEPAGE} (README) and {HOMEPAGE}/tree/main/docs",
+    )
+    parser.add_argument("--version", action="version", version=version_line())
     commands = parser.add_subparsers(dest="command", required=True)
     for module in MODULES:
         module.add_parser(commands)

@@ -131,16 +131,16 @@ class ExtractorConfig:
     """Wall-clock seconds the merge may spend per training step; pairs not compared by then stay apart (logged)."""
 
     def __post_init__(self) -> None:
-        from verl_rlif.answers import get_extractor  # the registry raises naming the registered extractors
-
+        # Extractor names are checked where extractors are built (verl_rlif.answers.check_extractor_names: the reward
+        # manager's init, `verl-rlif check`), not here: the registry imports the sandbox, which imports this module,
+        # and plugins may register extractors of their own after this config exists.
         object.__setattr__(self, "by_data_source", dict(self.by_data_source))
         _require_range("rlif.extractor.symbolic_deadline_s", self.symbolic_deadline_s, 0.0, 3600.0, low_open=True)
         _require_range("rlif.extractor.merge_budget_s", self.merge_budget_s, 0.0, 86400.0, low_open=True)
-        for name in (self.default, *self.by_data_source.values()):
-            try:
-                get_extractor(name)
-            except ValueError as exc:
-                raise ValueError(f"rlif.extractor: {exc}") from None
+
+    def names(self) -> tuple[str, ...]:
+        """Every extractor this config selects: the default and the per-data-source ones."""
+        return (self.default, *self.by_data_source.values())
 
     def for_data_source(self, data_source: str) -> str:
         return self.by_data_source.get(data_source, self.default)
@@ -275,6 +275,37 @@ def config_keys(cls: type = RLIFConfig, prefix: str = "rlif") -> list[str]:
     return keys
 
 
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+_TYPES: dict[str, tuple[Any, str]] = {
+    # a field's annotation (a string, under `from __future__ import annotations`) -> (accepts, what to write)
+    "int": (lambda v: isinstance(v, int) and not isinstance(v, bool), "an integer"),
+    "float": (_is_number, "a number"),
+    "bool": (lambda v: isinstance(v, bool), "true or false"),
+    "str": (lambda v: isinstance(v, str), "a string"),
+    "tuple[float, ...]": (lambda v: isinstance(v, list | tuple) and all(map(_is_number, v)), "a list of numbers"),
+    "tuple[str, ...]": (
+        lambda v: isinstance(v, list | tuple) and all(isinstance(x, str) for x in v),
+        "a list of names",
+    ),
+    "Mapping[str, str]": (
+        lambda v: isinstance(v, Mapping) and all(isinstance(x, str) for x in v.values()),
+        "a mapping of names",
+    ),
+}
+
+
+def _type_problem(key: str, value: Any, annotation: str) -> str | None:
+    """``key=value must be <type>`` when a config value (e.g. ``rlif.gdpo.weights=[a,b]`` from the command line,
+    which Hydra reads as strings) has the wrong type; the dataclass checks then only see well-typed values."""
+    accepts, wording = _TYPES.get(annotation, (None, ""))
+    if accepts is None or accepts(value):
+        return None
+    return f"{key}={value!r} must be {wording}"
+
+
 def _from_mapping(cls, mapping: Mapping[str, Any], prefix: str):
     fields = {f.name: f for f in dataclasses.fields(cls)}
     unknown = sorted(set(mapping) - set(fields))
@@ -285,5 +316,9 @@ def _from_mapping(cls, mapping: Mapping[str, Any], prefix: str):
         sub = fields[name].default_factory if fields[name].default_factory is not dataclasses.MISSING else None
         if dataclasses.is_dataclass(sub) and isinstance(value, Mapping):
             value = _from_mapping(sub, value, f"{prefix}.{name}")
+        else:
+            problem = _type_problem(f"{prefix}.{name}", value, fields[name].type)
+            if problem:
+                raise ValueError(problem)
         kwargs[name] = value
     return cls(**kwargs)

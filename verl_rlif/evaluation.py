@@ -14,7 +14,7 @@ import re
 import shlex
 from dataclasses import dataclass
 
-from verl_rlif import launch
+from verl_rlif import docs_url, launch
 from verl_rlif.configs import resolve_config_dir
 
 FSDP_SHARD = re.compile(r"model_world_size_(\d+)_rank_\d+\.pt")
@@ -103,7 +103,7 @@ def world_size_problem(checkpoint: str, nnodes: int, n_gpus_per_node: int) -> st
         f"--checkpoint {checkpoint!r} was saved by {saved} ranks (actor/model_world_size_{saved}_rank_*.pt) and "
         f"verl's FSDP loads it only with the same number of GPUs; this run has trainer.nnodes={nnodes} x "
         f"trainer.n_gpus_per_node={n_gpus_per_node} = {nnodes * n_gpus_per_node}. Add {fits} (more than one node: "
-        f"run these eval overrides through scripts/slurm/rlif.sbatch, docs/replication.md), or convert it with "
+        f"run these eval overrides through the SLURM script, {docs_url('replication.md')}), or convert it with "
         f"`python -m verl.model_merger merge --backend fsdp --local_dir <checkpoint>/actor --target_dir <hf dir>` "
         f"and score that with --model <hf dir>"
     )

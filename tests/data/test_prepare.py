@@ -219,11 +219,26 @@ def test_output_loads_in_verls_dataset(tmp_path):
     assert json.loads(item["reward_model"]["ground_truth"])["outputs"][0] == "heo"
 
 
-def test_parquet_nulls_are_missing_values(tmp_path):
+def test_parquet_nulls_are_named_as_null_values_not_missing_columns(tmp_path):
     path = tmp_path / "amc.parquet"
     pd.DataFrame({"problem": ["p1", "p2"], "answer": [3.0, float("nan")]}).to_parquet(path)
-    with pytest.raises(DataError, match="amc.parquet, row 2: missing column 'answer'"):
+    with pytest.raises(DataError, match="amc.parquet, row 2: null answer "):
         prepare("amc", inputs=[str(path)], output=str(tmp_path / "out.parquet"))
+
+
+def test_a_json_null_answer_is_named_with_its_row(tmp_path, capsys):
+    path = write(
+        tmp_path, "math500.jsonl", ['{"problem": "1+1?", "answer": "2"}', '{"problem": "2+2?", "answer": null}']
+    )
+    assert main(["prepare-data", "math500", "--input", path, "--output", str(tmp_path / "out.parquet")]) == 1
+    err = capsys.readouterr().err
+    assert f"{path}, line 2: null answer (the row has the column 'answer', but its value is null)" in err
+    assert "missing column" not in err and err.count("\n") == 1
+    # MATH: a null answer with no solution to take the \boxed{} from is a null answer too
+    assert (
+        main(["prepare-data", "math", "--input", write(tmp_path, "m.jsonl", ['{"problem": "p", "answer": null}'])]) == 1
+    )
+    assert "line 1: null answer" in capsys.readouterr().err
 
 
 def test_parquet_input_with_nested_columns(tmp_path):

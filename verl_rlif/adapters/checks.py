@@ -12,6 +12,7 @@ from collections.abc import Callable
 
 from omegaconf import DictConfig, OmegaConf
 
+from verl_rlif.answers import check_extractor_names
 from verl_rlif.config import RLIFConfig
 
 ENGINE_VENDOR = "rlif"
@@ -27,6 +28,15 @@ class ConfigError(ValueError):
 def _get(config: DictConfig, key: str, default=None):
     value = OmegaConf.select(config, key, default=default)
     return default if value is None else value
+
+
+def _integer(config: DictConfig, key: str, default: int) -> int:
+    """An integer setting the checks compute with; a value of another type (``rollout.n=abc`` from the command line
+    arrives as a string) is a :class:`ConfigError` naming the key, not a TypeError deep in a comparison."""
+    value = _get(config, key, default)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ConfigError(f"verl-rlif config is invalid:\n  - {key}={value!r} must be an integer")
+    return value
 
 
 def _engine_vendor_problem(config: DictConfig) -> str | None:
@@ -88,8 +98,9 @@ def _warnings(config: DictConfig) -> list[str]:
     warnings = []
     actor = "actor_rollout_ref.actor"
     loss_mode = _get(config, f"{actor}.policy_loss.loss_mode", "vanilla")
-    mini_batch, batch = _get(config, f"{actor}.ppo_mini_batch_size", 0), _get(config, "data.train_batch_size", 0)
-    one_update = _get(config, f"{actor}.ppo_epochs", 1) == 1 and mini_batch >= batch
+    mini_batch = _integer(config, f"{actor}.ppo_mini_batch_size", 0)
+    batch = _integer(config, "data.train_batch_size", 0)
+    one_update = _integer(config, f"{actor}.ppo_epochs", 1) == 1 and mini_batch >= batch
     if loss_mode == "rlif_kl_cov" and one_update:
         warnings.append(
             f"KL-Cov with a single on-policy update per rollout does nothing (log pi = log pi_old): set "
@@ -116,7 +127,7 @@ def _label_free_warnings(config: DictConfig) -> list[str]:
 
 
 def _group_problem(config: DictConfig) -> list[str]:
-    n = _get(config, "actor_rollout_ref.rollout.n", 1)
+    n = _integer(config, "actor_rollout_ref.rollout.n", 1)
     if n < 2:
         return [f"actor_rollout_ref.rollout.n={n}: a vote needs a group; set actor_rollout_ref.rollout.n>=2"]
     return []
@@ -125,14 +136,14 @@ def _group_problem(config: DictConfig) -> list[str]:
 def _product(config: DictConfig, prefix: str, keys: tuple[str, ...]) -> int:
     size = 1
     for key in keys:
-        size *= int(_get(config, f"{prefix}.{key}", 1))
+        size *= _integer(config, f"{prefix}.{key}", 1)
     return size
 
 
 def _parallelism_problems(config: DictConfig) -> list[str]:
     """Layouts that cannot fit the GPUs. verl checks the actor's only without dynamic batch sizes, and the rollout's
     only once Ray has placed its replicas (a replica set that does not divide the GPUs leaves some idle or none)."""
-    per_node, nodes = int(_get(config, "trainer.n_gpus_per_node", 1)), int(_get(config, "trainer.nnodes", 1))
+    per_node, nodes = _integer(config, "trainer.n_gpus_per_node", 1), _integer(config, "trainer.nnodes", 1)
     gpus = per_node * nodes
     where = f"trainer.nnodes={nodes} x trainer.n_gpus_per_node={per_node} = {gpus} GPUs"
     problems = []
@@ -198,6 +209,7 @@ def validate(config: DictConfig) -> list[str]:
     """
     try:
         rlif = RLIFConfig.from_training_config(config)
+        check_extractor_names(rlif.extractor.names())
     except ValueError as exc:
         raise ConfigError(f"verl-rlif config is invalid:\n  - {exc}") from None
     reference = rlif.ground_truth_reference
@@ -309,7 +321,7 @@ def data_file_warnings(config: DictConfig) -> list[str]:
             where = "point RLIF_DATA_DIR at them" if "RLIF_DATA_DIR" in raw else f"set {key}"
             warnings.append(
                 f"{key}: {missing} not found from {os.getcwd()}; write them with `verl-rlif prepare-data` "
-                f"(docs/replication.md) or {where}"
+                f"(see `verl-rlif prepare-data --help`) or {where}"
             )
         elif key == "data.train_files":
             warnings += _too_few_rows(config, files)
@@ -325,7 +337,7 @@ def _too_few_rows(config: DictConfig, files: list[str]) -> list[str]:
     except Exception:  # not parquet (verl reads other formats too) or unreadable: verl will say so itself
         return []
     batch_key = "data.gen_batch_size" if _get(config, "data.gen_batch_size") else "data.train_batch_size"
-    batch = int(_get(config, batch_key, 0))
+    batch = _integer(config, batch_key, 0)
     if rows >= batch:
         return []
     return [

@@ -33,7 +33,7 @@ from verl.experimental.reward_loop.reward_manager import register
 from verl.experimental.reward_loop.reward_manager.base import RewardManagerBase
 
 from verl_rlif import sandbox
-from verl_rlif.answers import get_extractor, symbolic
+from verl_rlif.answers import check_extractor_names, get_extractor, symbolic
 from verl_rlif.config import RLIFConfig
 
 logger = logging.getLogger(__name__)
@@ -76,9 +76,9 @@ class RLIFRewardManager(RewardManagerBase):
     def __init__(self, config, tokenizer, compute_score=None, reward_router_address=None, reward_model_tokenizer=None):
         super().__init__(config, tokenizer, compute_score)
         self.settings = RLIFConfig.from_training_config(config)
+        check_extractor_names(self.settings.extractor.names())  # a typo stops start-up, not the first step
         configure_answer_backends(self.settings)
-        extractors = self.settings.extractor
-        if "code" in (extractors.default, *extractors.by_data_source.values()):
+        if "code" in self.settings.extractor.names():
             sandbox.get_executor()  # fail closed here, at start-up, when the required isolation is missing
 
     async def run_single(self, data: DataProto) -> dict:

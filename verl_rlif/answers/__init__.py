@@ -8,7 +8,13 @@ An extractor (:class:`AnswerExtractor`) maps a response to a key: equal keys mea
 from verl_rlif.answers.boxed import BoxedExtractor, boxed_content
 from verl_rlif.answers.code import CodeExtractor, extract_program
 from verl_rlif.answers.math import ChoiceExtractor, MathExtractor, NumberExtractor, find_final_answer
-from verl_rlif.answers.registry import EXTRACTORS, AnswerExtractor, get_extractor, register_extractor
+from verl_rlif.answers.registry import (
+    EXTRACTORS,
+    AnswerExtractor,
+    check_extractor_names,
+    get_extractor,
+    register_extractor,
+)
 
 __all__ = [
     "EXTRACTORS",
@@ -19,6 +25,7 @@ __all__ = [
     "MathExtractor",
     "NumberExtractor",
     "boxed_content",
+    "check_extractor_names",
     "extract_program",
     "find_final_answer",
     "get_extractor",

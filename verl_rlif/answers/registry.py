@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Hashable, Sequence
+from collections.abc import Callable, Hashable, Iterable, Sequence
 from typing import Any
 
 
@@ -71,6 +71,14 @@ def register_extractor(name: str) -> Callable[[type[AnswerExtractor]], type[Answ
         return cls
 
     return decorator
+
+
+def check_extractor_names(names: Iterable[str]) -> None:
+    """Raise ``ValueError`` (naming ``rlif.extractor`` and the registered extractors) for a name not registered;
+    run where extractors are built, so that a typo stops start-up instead of the first step."""
+    for name in names:
+        if name not in EXTRACTORS:
+            raise ValueError(f"rlif.extractor: unknown answer extractor {name!r}; registered: {sorted(EXTRACTORS)}")
 
 
 def get_extractor(name: str) -> AnswerExtractor:

@@ -32,10 +32,29 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def compose_hint(message: str, config_dir: str) -> str:
-    """What Hydra's message leaves out: the valid ``rlif`` keys for a misspelled one (Hydra suggests appending it
-    with ``+``, which only moves the error), the search path for our packaged parts, the config names for an
-    unknown one."""
+def _compose(config_dir: str, config_name: str, overrides: list[str]):
+    from hydra import compose, initialize_config_dir
+
+    with initialize_config_dir(config_dir=config_dir, version_base=None):
+        return compose(config_name=config_name, overrides=overrides)
+
+
+def _leaf_keys(node, prefix: str = "") -> list[str]:
+    """Every dotted key of a composed config (lists are leaves), without resolving interpolations."""
+    from omegaconf import DictConfig
+
+    keys = []
+    for name in node.keys():
+        key = f"{prefix}{name}"
+        child = node._get_node(name)
+        keys += _leaf_keys(child, f"{key}.") if isinstance(child, DictConfig) else [key]
+    return keys
+
+
+def compose_hint(message: str, config_dir: str, config_name: str | None = None) -> str:
+    """What Hydra's message leaves out: the nearest valid key for a misspelled one (Hydra suggests appending it with
+    ``+``, which only moves the error: verl would never read the new key), all valid ``rlif`` keys, the search
+    path for our packaged parts, the config names for an unknown one."""
     import difflib
     import os
     import re
@@ -49,6 +68,22 @@ def compose_hint(message: str, config_dir: str) -> str:
         close = difflib.get_close_matches(override.group(1), keys, n=1)
         guess = f"did you mean {close[0]}? " if close else ""
         return f"\n{override.group(1)} is not an rlif key: {guess}valid keys: {keys}"
+    override = re.search(r"Could not override '([^']*)'", message)
+    if override and config_name is not None:
+        try:  # the config as composed without the overrides: its keys are the ones that exist
+            keys = _leaf_keys(_compose(config_dir, config_name, []))
+        except Exception:  # the config itself does not compose: Hydra's message is all there is
+            return ""
+        parent = override.group(1).rpartition(".")[0]
+        siblings = [key for key in keys if key.rpartition(".")[0] == parent]
+        close = difflib.get_close_matches(override.group(1), siblings, n=1) or difflib.get_close_matches(
+            override.group(1), keys, n=1, cutoff=0.8
+        )
+        guess = f"did you mean {close[0]}?" if close else "no key of this config is close to it."
+        return (
+            f"\n{override.group(1)} is not a key of {config_name}: {guess} (a + prefix would add it, "
+            f"but neither verl nor verl-rlif reads a key it does not define)"
+        )
     missing = re.search(r"Could not find '((rlif_plugin|preset/|demo/)[^']*)'", message)
     if missing and SEARCH_PATH not in message:
         return (
@@ -65,9 +100,9 @@ def checked_config(prog: str, config_path: str | None, config_name: str, overrid
     """Compose and validate as `verl-rlif check` does: (exit code, warnings, the composed config or None); problems
     are printed to stderr. ``config_path``: a directory, a ``pkg://`` path, or None for the packaged configs."""
     import logging
+    import re
     import warnings
 
-    from hydra import compose, initialize_config_dir
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
 
@@ -85,13 +120,18 @@ def checked_config(prog: str, config_path: str | None, config_name: str, overrid
         print(f"{prog}: {exc}", file=sys.stderr)
         return 2, [], None
     try:
-        with initialize_config_dir(config_dir=config_dir, version_base=None):
-            config = compose(config_name=config_name, overrides=overrides)
+        config = _compose(config_dir, config_name, overrides)
     except (HydraException, OmegaConfBaseException) as exc:  # unknown config name, malformed override, ...
-        hint = compose_hint(str(exc), config_dir)
-        print(f"{prog}: cannot compose {config_name!r} from {config_dir}: {exc}{hint}", file=sys.stderr)
+        message = str(exc)
+        hint = compose_hint(message, config_dir, config_name)
+        if hint and "Could not override" in message:  # Hydra's "To append ... use +key" only moves the error
+            message = re.sub(r"\nTo append to your config use \+\S+", "", message)
+        print(f"{prog}: cannot compose {config_name!r} from {config_dir}: {message}{hint}", file=sys.stderr)
         return 2, [], None
     try:
+        mistyped = override_type_problems(config, config_dir, config_name, overrides)
+        if mistyped:
+            raise ConfigError("verl-rlif config is invalid:\n" + "\n".join(f"  - {p}" for p in mistyped))
         found = validate(config)
         verify_registered(config)
         verl_validate(config)
@@ -99,3 +139,44 @@ def checked_config(prog: str, config_path: str | None, config_name: str, overrid
         print(exc, file=sys.stderr)
         return 1, [], None
     return 0, found + data_file_warnings(config), config
+
+
+def _wrong_type(default, value) -> str | None:
+    """What ``value`` should be, judged by the config's own value for that key; None when it fits."""
+    if isinstance(default, bool):
+        return None if isinstance(value, bool) else "true or false"
+    if isinstance(default, int):
+        return None if isinstance(value, int) and not isinstance(value, bool) else "an integer"
+    if isinstance(default, float):
+        return None if isinstance(value, int | float) and not isinstance(value, bool) else "a number"
+    return None  # strings, lists, mappings and nulls: verl accepts several shapes, its own validation judges them
+
+
+def override_type_problems(config, config_dir: str, config_name: str, overrides: list[str]) -> list[str]:
+    """Command-line overrides whose value has another type than the config's own value for that key
+    (``actor_rollout_ref.rollout.temperature=hot`` arrives as a string, and verl would fail on it only once its
+    workers start). ``rlif.*`` keys are typed by :class:`verl_rlif.config.RLIFConfig` instead."""
+    from omegaconf import OmegaConf
+
+    assignments = []
+    for override in overrides:
+        key, sep, _ = override.partition("=")
+        key = key.lstrip("+")
+        if sep and not override.startswith("~") and "@" not in key and not key.startswith(("hydra.", "rlif.")):
+            assignments.append(key)
+    if not assignments:
+        return []
+    try:
+        reference = _compose(config_dir, config_name, [])
+    except Exception:  # composes only with the overrides (e.g. one fills a required group): nothing to compare
+        return []
+    problems = []
+    for key in assignments:
+        try:
+            default, value = OmegaConf.select(reference, key), OmegaConf.select(config, key)
+        except Exception:  # an interpolation that does not resolve here; verl's validation reports it
+            continue
+        wording = _wrong_type(default, value)
+        if wording:
+            problems.append(f"{key}={value!r} must be {wording} (as in {config_name}: {key}={default!r})")
+    return problems

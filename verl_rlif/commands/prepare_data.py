@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from verl_rlif import docs_url
 from verl_rlif.config import SandboxConfig
 
 
@@ -15,7 +16,7 @@ def add_parser(subparsers) -> None:
     prepare = subparsers.add_parser(
         "prepare-data",
         help="turn a dataset's files (or its hub copy) into verl's parquet schema",
-        description=f"Datasets:\n{listing}\n\nOutput layout: docs/data.md.",
+        description=f"Datasets:\n{listing}\n\nOutput layout: {docs_url('data.md')}",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     prepare.add_argument("name", choices=sorted(SOURCES), metavar="NAME", help="dataset (listed above)")

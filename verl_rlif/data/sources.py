@@ -89,14 +89,30 @@ class Source:
     """Rows carry a date, so --since/--until apply (LiveCodeBench's contest_date)."""
 
 
+def _is_null(value: Any) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value))  # parquet nulls read as NaN
+
+
+def _null_problem(row: Mapping[str, Any], names: tuple[str, ...]) -> str | None:
+    """``null answer (...)`` when one of ``names`` is in the row but holds null: not a missing column."""
+    present = [name for name in names if name in row]
+    if not present:
+        return None
+    return f"null {present[0]} (the row has the column {present[0]!r}, but its value is null)"
+
+
 def column(row: Mapping[str, Any], *names: str, required: bool = True) -> Any:
-    """The first of ``names`` present (not None/NaN) in ``row``; RowError listing the accepted names if none is."""
+    """The first of ``names`` present (not None/NaN) in ``row``; RowError listing the accepted names if none is
+    (or naming the null value when the column is there)."""
     for name in names:
         value = row.get(name)
-        if value is not None and not (isinstance(value, float) and math.isnan(value)):  # parquet nulls read as NaN
+        if not _is_null(value):
             return value
     if not required:
         return None
+    null = _null_problem(row, names)
+    if null:
+        raise RowError(null)
     raise RowError(f"missing column {names[0]!r} (accepted: {', '.join(names)}); the row has: {sorted(row)}")
 
 
@@ -136,6 +152,9 @@ def _answer_or_boxed(row: Mapping[str, Any]) -> str:
     if answer is not None:
         return answer_text(answer)
     if column(row, "solution", "Solution", required=False) is None:
+        null = _null_problem(row, ("answer", "Answer", "final_answer"))
+        if null:
+            raise RowError(null)
         raise RowError(
             "missing column 'answer' (accepted: answer, Answer, final_answer; or a 'solution' ending in \\boxed{}); "
             f"the row has: {sorted(row)}"

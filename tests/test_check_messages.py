@@ -1,0 +1,65 @@
+"""``verl-rlif check`` on bad values: one message naming the key and what it must be, never a traceback; a
+misspelt key gets the nearest valid one (verl's keys as well as ``rlif.*``)."""
+
+import pytest
+
+from verl_rlif.cli import main
+from verl_rlif.config import RLIFConfig
+
+ENGINE = "actor_rollout_ref.rollout.name=vllm"
+
+
+@pytest.fixture(autouse=True)
+def no_vendor_env(monkeypatch):
+    monkeypatch.delenv("VERL_ENGINE_VENDOR", raising=False)
+
+
+def check(capsys, *overrides):
+    code = main(["check", ENGINE, *overrides])
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    return code, err
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        # keys the checks compute with
+        ("actor_rollout_ref.rollout.n=abc", "actor_rollout_ref.rollout.n='abc' must be an integer"),
+        ("trainer.nnodes=two", "trainer.nnodes='two' must be an integer"),
+        # keys only verl reads, judged by the config's own value
+        ("actor_rollout_ref.rollout.temperature=hot", "actor_rollout_ref.rollout.temperature='hot' must be a number"),
+        ("data.max_prompt_length=long", "data.max_prompt_length='long' must be an integer (as in rlif: "),
+        ("actor_rollout_ref.actor.use_dynamic_bsz=maybe", "use_dynamic_bsz='maybe' must be true or false"),
+        # rlif keys, typed by RLIFConfig
+        ("rlif.gdpo.weights=[a,b]", "rlif.gdpo.weights=['a', 'b'] must be a list of numbers"),
+        ("rlif.vote.min_majority_ratio=half", "rlif.vote.min_majority_ratio='half' must be a number"),
+        ("rlif.self_certainty.chunk_size_tokens=1.5", "rlif.self_certainty.chunk_size_tokens=1.5 must be an integer"),
+    ],
+)
+def test_a_value_of_the_wrong_type_names_the_key_and_the_type(capsys, override, message):
+    code, err = check(capsys, override)
+    assert code == 1
+    assert message in err
+
+
+def test_well_typed_overrides_still_pass(capsys):
+    overrides = ["actor_rollout_ref.rollout.temperature=1", "trainer.nnodes=1", "rlif.gdpo.weights=[1,2]"]
+    assert check(capsys, *overrides)[0] == 0
+
+
+def test_a_misspelt_verl_key_gets_the_nearest_valid_key(capsys):
+    code, err = check(capsys, "actor_rollout_ref.rollout.temprature=0.5")
+    assert code == 2
+    assert "did you mean actor_rollout_ref.rollout.temperature?" in err
+    assert "To append to your config use +" not in err  # Hydra's advice would only move the error
+    code, err = check(capsys, "trainer.nnode=2")
+    assert code == 2 and "did you mean trainer.nnodes?" in err
+
+
+def test_rlif_section_types_are_checked_where_the_config_is_built():
+    with pytest.raises(ValueError, match=r"rlif.rewards='vote' must be a list of names"):
+        RLIFConfig.from_mapping({"rewards": "vote"})
+    with pytest.raises(ValueError, match=r"rlif.ground_truth_reference='yes' must be true or false"):
+        RLIFConfig.from_mapping({"ground_truth_reference": "yes"})
+    assert RLIFConfig.from_mapping({"gdpo": {"eps": 1, "weights": [1, 2]}}).gdpo.weights == (1.0, 2.0)
