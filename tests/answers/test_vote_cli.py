@@ -252,3 +252,27 @@ def test_each_distinct_answer_text_is_keyed_once_per_file(monkeypatch):
     items = [(rf"\boxed{{{a}}}", {}) for a in ["1", "2", "1", "1", "2", "3"]]
     assert _keys(math_extractor, items, progress=False) == ["1", "2", "1", "1", "2", "3"]
     assert seen == ["1", "2", "3"]
+
+
+def test_reads_what_verls_own_rollout_dump_writes(tmp_path, capsys):
+    """verl's two writers of trainer.rollout_data_dir, called as the trainers call them: the v1 trainer adds the
+    sample key as "uid", the legacy one none (grouped by step and prompt)."""
+    from verl.trainer.ppo.ray_trainer import RayPPOTrainer
+    from verl.trainer.ppo.v1.trainer_base import PPOTrainer
+
+    prompts, responses, truths = (
+        ["1+1?"] * 3 + ["2+2?"] * 2,
+        [r"\boxed{2}", r"\boxed{2}", "none", r"\boxed{4}", "x"],
+        ["2"] * 3 + ["4"] * 2,
+    )
+    uids = {"uid": ["a_0_0", "a_1_0", "a_2_0", "b_0_0", "b_1_0"]}  # {prompt}_{sample}_{turn}, as v1 writes it
+    PPOTrainer._write_generations(prompts, responses, truths, [0.0] * 5, uids, str(tmp_path / "v1"), 7)
+    RayPPOTrainer._write_generations(prompts, responses, truths, [0.0] * 5, {}, str(tmp_path / "legacy"), 7)
+    capsys.readouterr()  # verl prints "Dumped generations to ..."
+    for dump in ("v1", "legacy"):
+        assert main(["vote", str(tmp_path / dump)]) == 0
+        out, err = capsys.readouterr()
+        annotated = [json.loads(line) for line in out.splitlines()]
+        assert [r["vote_reward"] for r in annotated] == [1, 1, 0, 1, 0], dump
+        assert [r.get("correct") for r in annotated] == [True, True, False, True, False]
+        assert json.loads(err.splitlines()[-1])["groups"] == 2 and annotated[0]["step"] == 7
