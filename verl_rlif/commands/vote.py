@@ -55,14 +55,12 @@ def add_parser(subparsers) -> None:
         default=deadline,
         help=f"seconds per symbolic parse/check (default {deadline:g}, rlif.extractor.symbolic_deadline_s)",
     )
-    for field, ours, verl in [
-        ("group", "group", "uid"),
-        ("response", "response", "output"),
-        ("answer", "answer", "gts"),
+    for field, verl in [
+        ("group", "the prompt part of uid, else step + input"),
+        ("response", "output"),
+        ("answer", "gts, the ground truth"),
     ]:
-        vote.add_argument(
-            f"--{field}-key", help=f"field holding the {field} (default: {ours}; verl's rollout dump: {verl})"
-        )
+        vote.add_argument(f"--{field}-key", help=f"field holding the {field} (default: {field}; verl's dump: {verl})")
     vote.add_argument(
         "--sandbox",
         action="append",
@@ -94,6 +92,8 @@ def _sandbox_settings(pairs: list[str]):
 def run(args: argparse.Namespace) -> int:
     import json
 
+    from tqdm import tqdm
+
     from verl_rlif import sandbox
     from verl_rlif.answers import symbolic
     from verl_rlif.answers.offline import vote_records
@@ -117,7 +117,8 @@ def run(args: argparse.Namespace) -> int:
     source = "stdin" if args.file == "-" else args.file
     try:
         with input_lines(args.file) as lines:
-            batch = read_records(lines, args.group_key, args.response_key, args.answer_key)
+            reading = tqdm(lines, desc="reading", unit="line", disable=None, leave=False)  # off when not a terminal
+            batch = read_records(reading, args.group_key, args.response_key, args.answer_key)
     except UnicodeDecodeError:
         print(
             f"{prog}: {source}: not UTF-8 text; vote reads JSONL (a JSON object a line), optionally .gz",
