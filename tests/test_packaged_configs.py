@@ -101,3 +101,11 @@ def test_no_doc_or_config_points_at_the_old_configs_directory():
         if path.is_file() and re.search(r'PWD/configs|--config-path "?configs|(?<![\w/])configs/\w', path.read_text())
     ]
     assert not stale
+
+
+@pytest.mark.parametrize("name", ["math_7b_fsdp", "code_7b_fsdp", "math_32b_megatron", "math_70b_megatron"])
+def test_the_experiments_log_to_the_console_and_verls_jsonl_file(name):
+    from hydra import compose, initialize_config_dir
+
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base=None):
+        assert list(compose(config_name=name).trainer.logger) == ["console", "file"]
