@@ -145,3 +145,25 @@ def test_pipeline(venv, empty):
     assert done.returncode == 0, done.stderr
     assert "KL-Cov:" in done.stdout
     assert not list(empty.iterdir())  # nothing written where it ran
+
+
+def test_vote_on_verls_rollout_dump_and_plot_of_its_file_logger(venv, empty):
+    import json
+
+    dump = empty.parent / "rollout"  # trainer.rollout_data_dir: one {step}.jsonl per step
+    dump.mkdir()
+    lines = [
+        {"input": "1+1?", "output": rf"\boxed{{{a}}}", "gts": "2", "uid": f"p_{i}_0", "step": 1}
+        for i, a in enumerate("223")
+    ]
+    (dump / "1.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
+    done = run(venv, empty, "verl-rlif", "vote", "../rollout", "--output", "voted.jsonl")
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["pseudo_label_accuracy"] == 1.0
+    metrics = empty.parent / "metrics.jsonl"  # what trainer.logger=[console,file] writes
+    metrics.write_text(
+        "".join(json.dumps({"step": s, "data": {"rlif/majority_ratio/mean": s / 4}}) + "\n" for s in (1, 2))
+    )
+    done = run(venv, empty, "verl-rlif", "plot", "../metrics.jsonl")
+    assert done.returncode == 0, done.stderr
+    assert (empty / "collapse_monitors.png").stat().st_size > 10_000 and "did not log actor/entropy" in done.stderr

@@ -2,6 +2,7 @@
 
 verl-rlif demo          verl's real main_ppo with the plugin on the CPU: SmolLM2-135M, arithmetic, a few steps, plot
 verl-rlif pipeline      the RLIF reward pipeline on a built-in batch, each step printed (no verl, no model)
+verl-rlif plot          draw the collapse monitors of runs from verl's file logger, wandb or TensorBoard
 verl-rlif vote          extract answers and vote over a JSONL file (--task math|number|choice|code)
 verl-rlif prepare-data  turn a dataset's files (or its hub copy) into verl's parquet schema
 verl-rlif check         compose and validate a training config (no Ray, no GPU)
@@ -17,9 +18,9 @@ import platform
 import sys
 
 from verl_rlif import HOMEPAGE, __version__
-from verl_rlif.commands import check, demo, evaluate, node_check, pipeline, prepare_data, ray_nodes, vote
+from verl_rlif.commands import check, demo, evaluate, node_check, pipeline, plot, prepare_data, ray_nodes, vote
 
-MODULES = [demo, pipeline, check, vote, prepare_data, evaluate, node_check, ray_nodes]
+MODULES = [demo, pipeline, plot, check, vote, prepare_data, evaluate, node_check, ray_nodes]
 """The subcommands, in the order ``--help`` lists them; each adds its parser and sets ``run``."""
 
 

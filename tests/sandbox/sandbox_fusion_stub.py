@@ -1,12 +1,16 @@
 """A local stand-in for a SandboxFusion server: ``POST /run_code`` with the documented request and response fields.
 
 Listens on 127.0.0.1 only and runs the code with ``python -I -c`` (tests send benign programs only). Failure
-modes for the client's error handling: ``fail_with`` HTTP statuses answered first, ``sandbox_error`` replies.
+modes for the client's error handling: ``fail_with`` HTTP statuses answered first, ``reset_connections``
+requests answered by a TCP reset instead (a server restarting, a load balancer dropping the connection),
+``sandbox_error`` replies.
 """
 
 from __future__ import annotations
 
 import json
+import socket
+import struct
 import subprocess
 import sys
 import threading
@@ -42,6 +46,7 @@ class StubServer:
     def __init__(self) -> None:
         self.requests: list[dict] = []
         self.fail_with: list[int] = []
+        self.reset_connections = 0
         self.sandbox_error = False
         stub = self
 
@@ -51,6 +56,12 @@ class StubServer:
                 stub.requests.append(body)
                 if self.path != "/run_code" or not REQUIRED <= set(body) or not set(body) <= DOCUMENTED:
                     return self._reply(422, {"detail": "bad request"})
+                if stub.reset_connections:
+                    stub.reset_connections -= 1
+                    # linger 0: closing sends RST, so the client sees "connection reset", not a clean close
+                    self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                    self.close_connection = True
+                    return None
                 if stub.fail_with:
                     return self._reply(stub.fail_with.pop(0), {"detail": "injected"})
                 if stub.sandbox_error:

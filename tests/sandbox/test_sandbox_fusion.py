@@ -1,5 +1,9 @@
 """The ``sandbox_fusion`` backend against a local server implementing SandboxFusion's ``/run_code`` (loopback only)."""
 
+import http.client
+import socket
+import types
+
 import pytest
 from sandbox_fusion_stub import StubServer
 from sandbox_helpers import start_or_skip
@@ -69,7 +73,37 @@ def test_gateway_timeouts_are_retried(server, monkeypatch):
     assert remote(server).run("print(8)", [""]) == ["SANDBOX_ERROR"]  # other HTTP errors are not retried
 
 
-def test_sandbox_errors_and_unreachable_servers_mean_no_result(server):
+def test_connection_errors_are_retried_with_a_growing_delay(server, monkeypatch):
+    delays = []
+    # the client's own clock only (the time module itself is shared with the executor's threads)
+    monkeypatch.setattr("verl_rlif.sandbox.remote.time", types.SimpleNamespace(sleep=delays.append))
+    server.requests.clear()
+    server.reset_connections = 2
+    assert remote(server).run("print(9)", [""]) == ["OUT:9"]  # two resets, then an answer: as for HTTP 504
+    assert len(server.requests) == 3 and delays == [1.0, 2.0]
+    delays.clear()
+    server.reset_connections = 3
+    assert remote(server).run("print(9)", [""]) == ["SANDBOX_ERROR"]  # the same limit: three tries in all
+    assert server.reset_connections == 0 and delays == [1.0, 2.0]
+    delays.clear()
+    refused = SandboxConfig(backend="sandbox_fusion", sandbox_fusion_url="http://127.0.0.1:9/run_code")
+    assert make_executor(refused).run("print(1)", [""]) == ["SANDBOX_ERROR"]
+    assert delays == [1.0, 2.0]  # connection refused is retried too
+
+
+def test_which_failures_are_retried():
+    from urllib.error import URLError
+
+    from verl_rlif.sandbox.remote import _retryable
+
+    assert _retryable(URLError(ConnectionRefusedError())) and _retryable(URLError(TimeoutError("timed out")))
+    assert _retryable(ConnectionResetError()) and _retryable(http.client.RemoteDisconnected("closed"))
+    assert not _retryable(TimeoutError("timed out"))  # waiting for the reply: a busy server, not a lost connection
+    assert not _retryable(URLError(socket.gaierror("unknown host"))) and not _retryable(ValueError("bad JSON"))
+
+
+def test_sandbox_errors_and_unreachable_servers_mean_no_result(server, monkeypatch):
+    monkeypatch.setattr("verl_rlif.sandbox.remote.RETRY_DELAY_S", 0.01)
     server.sandbox_error = True
     try:
         assert remote(server).run("print(1)", [""]) == ["SANDBOX_ERROR"]

@@ -1,4 +1,4 @@
-"""The small pieces of the test-support package: data set, CPU platform, plot, demo summary."""
+"""The small pieces of the test-support package: data set, CPU platform, demo summary."""
 
 import pandas as pd
 import pytest
@@ -7,7 +7,6 @@ import torch
 from verl_rlif.testing import cpu_platform
 from verl_rlif.testing.cpu_demo import step_summary
 from verl_rlif.testing.data import arithmetic_problems, write_arithmetic_parquet
-from verl_rlif.testing.plot import MONITORS, plot_collapse_monitors
 
 
 def test_arithmetic_problems_are_distinct_and_right():
@@ -55,16 +54,6 @@ def test_process_group_is_started_only_in_verl_cpu_workers(monkeypatch):
     monkeypatch.setenv("WG_BACKEND", "ray")
     monkeypatch.setenv("VERL_PLATFORM", "nvidia")
     assert cpu_platform.init_worker_process_group() is False  # a GPU run: verl starts nccl itself
-
-
-def test_plot_writes_every_monitor(tmp_path):
-    steps = [{"step": s, **{key: 0.1 * s for key, _, _ in MONITORS}} for s in (1, 2, 3)]
-    del steps[0]["actor/entropy"]
-    path = plot_collapse_monitors(steps, str(tmp_path / "plots" / "monitors.png"))
-    with open(path, "rb") as f:
-        assert f.read(8) == b"\x89PNG\r\n\x1a\n"
-    with pytest.raises(ValueError, match="no metrics"):
-        plot_collapse_monitors([], str(tmp_path / "empty.png"))
 
 
 def test_step_summary_names_the_rlif_monitors():

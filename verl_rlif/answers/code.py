@@ -175,9 +175,13 @@ class CodeExtractor(AnswerExtractor):
         return behaviour_key(signatures)
 
     def extract_many(
-        self, items: Sequence[tuple[str, dict[str, Any] | None]], last_number_fallback: bool = False
+        self,
+        items: Sequence[tuple[str, dict[str, Any] | None]],
+        last_number_fallback: bool = False,
+        memo: dict | None = None,
     ) -> list[Hashable | None]:
-        """Keys of many (response, extra_info) pairs, as many programs at a time as the executor runs."""
+        """Keys of many (response, extra_info) pairs, as many programs at a time as the executor runs (``memo`` is
+        not used: a program's key depends on the inputs in ``extra_info`` too)."""
         from verl_rlif import sandbox
 
         workers = max(1, sandbox.get_executor().parallelism)

@@ -27,19 +27,34 @@ class AnswerExtractor(ABC):
         self, response: str, extra_info: dict[str, Any] | None = None, last_number_fallback: bool = False
     ) -> Hashable | None:
         """The key of the response's answer; with ``last_number_fallback``, the last number when none is found."""
+        found = self._find(response, extra_info, last_number_fallback)
+        return None if found is None else self.canonical(found)
+
+    def _find(self, response: str, extra_info: dict[str, Any] | None, last_number_fallback: bool) -> str | None:
         found = self.find(response, extra_info or {})
         if found is None and last_number_fallback:
             from verl_rlif.answers.math import last_number
 
             found = last_number(response)
-        return None if found is None else self.canonical(found)
+        return found
 
     def extract_many(
-        self, items: Sequence[tuple[str, dict[str, Any] | None]], last_number_fallback: bool = False
+        self,
+        items: Sequence[tuple[str, dict[str, Any] | None]],
+        last_number_fallback: bool = False,
+        memo: dict[str, Hashable | None] | None = None,
     ) -> list[Hashable | None]:
         """:meth:`extract` of many (response, extra_info) pairs, in order (extractors that run programs override
-        this to work on several at once)."""
-        return [self.extract(response, extra_info, last_number_fallback) for response, extra_info in items]
+        this to work on several at once). Each distinct answer text is keyed once: ``memo`` (answer text -> key)
+        may be shared across calls by the caller, since a key here depends on the text alone."""
+        keys = {} if memo is None else memo
+        out: list[Hashable | None] = []
+        for response, extra_info in items:
+            found = self._find(response, extra_info, last_number_fallback)
+            if found is not None and found not in keys:
+                keys[found] = self.canonical(found)
+            out.append(None if found is None else keys[found])
+        return out
 
 
 EXTRACTORS: dict[str, AnswerExtractor] = {}

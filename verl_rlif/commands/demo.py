@@ -25,9 +25,9 @@ def add_parser(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from verl_rlif.plot import Run, plot_runs
     from verl_rlif.testing.cpu_demo import prepare_demo, step_summary
     from verl_rlif.testing.e2e import TIMEOUT_EXIT_CODE, read_metrics, run_main_ppo
-    from verl_rlif.testing.plot import plot_collapse_monitors
 
     if args.model_path is None:
         print("verl-rlif demo: preparing SmolLM2-135M-Instruct (first run: download + conversion) and the data set")
@@ -70,8 +70,7 @@ def run(args: argparse.Namespace) -> int:
     if code != 0:
         print(f"main_ppo failed with exit code {code}; see {log_path}", file=sys.stderr)
         return code
-    png = plot_collapse_monitors(
-        read_metrics(demo_run.metrics_path), os.path.join(demo_run.output_dir, "collapse_monitors.png")
-    )
+    metrics = Run.from_step_records("demo", read_metrics(demo_run.metrics_path))
+    png = plot_runs([metrics], os.path.join(demo_run.output_dir, "collapse_monitors.png"))
     print(f"metrics: {demo_run.metrics_path}\nplot: {png}")
     return 0

@@ -7,7 +7,10 @@ SandboxFusion's documented request fields: ``code``, ``language: python``, ``std
 types inside the server's sandbox and writes its record as the last marked line of stderr, so this side only
 reads text. Response fields read: ``status`` (``Success``/``Failed``/``SandboxError``) and ``run_result``
 (``status`` ``Finished``/``Error``/``TimeLimitExceeded``, ``return_code``, ``stdout``, ``stderr``). A gateway
-timeout (HTTP 504) is retried like verl's own client does; any other transport failure is ``SANDBOX_ERROR``.
+timeout (HTTP 504, as verl's own client does) and a connection error (refused, reset, closed before the reply, or
+a timeout while connecting: a server restarting, a load balancer dropping a connection) are retried with a
+doubling delay, ``ATTEMPTS`` tries in all; any other failure, or the last try's, is ``SANDBOX_ERROR``. A
+timeout waiting for the reply is not retried (the server is busy, and a retry would wait as long again).
 Isolation is the server's (its ``isolation`` setting); the layers report says so. Connections go directly to
 the URL (proxy environment variables are not used).
 """
@@ -35,8 +38,8 @@ from verl_rlif.sandbox.signature import (
 logger = logging.getLogger(__name__)
 
 MARKER = "@@verl-rlif-record@@"
-RETRIES_ON_504 = 3
-RETRY_DELAY_S = 1.0
+ATTEMPTS = 3  # tries per request, for HTTP 504 and for connection errors alike
+RETRY_DELAY_S = 1.0  # before the first retry; doubled before each next one
 TRANSPORT_SLACK_S = 30.0  # request timeout on top of the run and compile timeouts (queueing on the server)
 HARNESS_SOURCE = Path(__file__).with_name("harness.py").read_text(encoding="utf-8")
 # str hashes (set order) must not depend on the server's interpreter: without PYTHONHASHSEED=0 the script runs
@@ -63,6 +66,15 @@ def remote_code(program: str, fn_name: str | None, args_json: str | None, float_
         f"{HASH_SEED_GUARD}\n\n"
         f"run({program!r}, {fn_name!r}, {args_json!r}, {int(float_digits)}, _rlif_report)\n"
     )
+
+
+def _retryable(error: Exception) -> bool:
+    """A connection error: refused, reset or closed (also while waiting for the reply), or a timeout while
+    connecting. urllib wraps what happens before the request is sent in ``URLError``; what happens while waiting
+    for the reply comes unwrapped, where a timeout means a busy server, not a lost connection."""
+    if isinstance(error, urllib.error.URLError):
+        return isinstance(error.reason, ConnectionError | TimeoutError)
+    return isinstance(error, ConnectionError)
 
 
 class SandboxFusionExecutor(Executor):
@@ -114,18 +126,21 @@ class SandboxFusionExecutor(Executor):
             method="POST",
         )
         timeout_s = 2 * self.settings.timeout_per_input_s + TRANSPORT_SLACK_S
-        for attempt in range(RETRIES_ON_504):
+        for attempt in range(ATTEMPTS):
+            last = attempt == ATTEMPTS - 1
             try:
                 with self._opener.open(request, timeout=timeout_s) as reply:
                     return json.loads(reply.read())
             except urllib.error.HTTPError as error:
-                if error.code != 504 or attempt == RETRIES_ON_504 - 1:
+                if error.code != 504 or last:
                     logger.warning("verl-rlif sandbox: SandboxFusion answered HTTP %d", error.code)
                     return None
-                time.sleep(RETRY_DELAY_S * (attempt + 1))
-            except (OSError, ValueError) as error:  # connection refused/reset, timeout, bad JSON
-                logger.warning("verl-rlif sandbox: SandboxFusion request failed: %s", error)
-                return None
+            except (OSError, ValueError) as error:  # connection refused/reset, timeout, DNS, bad JSON
+                if not _retryable(error) or last:
+                    tries = f" (after {attempt + 1} tries)" if attempt else ""
+                    logger.warning("verl-rlif sandbox: SandboxFusion request failed%s: %s", tries, error)
+                    return None
+            time.sleep(RETRY_DELAY_S * 2**attempt)
         return None
 
     def _signature(self, response: dict, call_mode: bool) -> str:
