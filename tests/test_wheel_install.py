@@ -4,8 +4,8 @@ virtual environment with no source tree on the path, and run from an empty direc
 The fresh environment reuses this environment's installed dependencies (verl, torch, ...) through a ``.pth`` line
 naming their site-packages directory: a plain path line, so the ``.pth`` files inside that directory, among them
 the editable install's finder for the source tree, are not processed. The wheel then goes in with
-``--no-deps --no-index``. About 1 min on the 2-core development machine, most of it five interpreters importing
-verl.
+``--no-deps --no-index``. About 40 s of CPU on the 2-core development machine, most of it three interpreters
+importing verl.
 """
 
 import os
