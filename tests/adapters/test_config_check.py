@@ -184,6 +184,23 @@ def test_bypass_mode_is_refused_naming_the_switch_for_self_certainty(monkeypatch
     assert "bypass_mode=true skips the old-log-prob forward pass that computes self_certainty" in str(error.value)
 
 
+@pytest.mark.parametrize(
+    "metric, why",
+    [("acc", "ground-truth accuracy, a label leak"), ("reward", "always 0: every group would be dropped")],
+)
+def test_verls_group_filter_is_refused_saying_why_and_pointing_to_ours(metric, why):
+    with pytest.raises(ConfigError) as error:
+        validate(composed("algorithm.filter_groups.enable=true", f"algorithm.filter_groups.metric={metric}"))
+    assert why in str(error.value) and "rlif.dynamic_sampling.enable=true" in str(error.value)
+
+
+def test_dynamic_sampling_brings_its_own_replay_buffer():
+    assert validate(composed("rlif.dynamic_sampling.enable=true")) == []
+    custom = ["trainer.v1.sampler.custom_sampler.path=my.py", "trainer.v1.sampler.custom_sampler.name=Mine"]
+    with pytest.raises(ConfigError, match="custom_sampler selects 'Mine'"):
+        validate(composed("rlif.dynamic_sampling.enable=true", *custom))
+
+
 def test_kl_cov_with_one_on_policy_update_warns():
     warnings = validate(composed("data.train_batch_size=32", "actor_rollout_ref.actor.ppo_mini_batch_size=32"))
     assert len(warnings) == 1 and "does nothing" in warnings[0] and "ppo_mini_batch_size" in warnings[0]

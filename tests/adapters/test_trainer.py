@@ -6,6 +6,8 @@ inside ``extra_fields``, verl's own balancing padding). The trainer is built wit
 ``compute_log_prob`` (a Ray call), which writes what our engine returns.
 """
 
+import zlib
+
 import pytest
 import torch
 from omegaconf import OmegaConf
@@ -276,18 +278,40 @@ def test_combined_reward_sits_on_the_last_valid_token_even_with_holes():
     assert scores.tolist() == [[0, 2, 0, 0], [0, 0, 3, 0], [0, 0, 0, 0]]
 
 
+def build_trainer(mode, *extra):
+    from hydra import compose, initialize_config_dir
+
+    from verl_rlif.testing.e2e import CONFIG_DIR
+
+    overrides = [f"trainer.v1.trainer_mode={mode}", "actor_rollout_ref.rollout.name=vllm", *extra]
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base=None):
+        config = compose(config_name="rlif", overrides=overrides)
+    return config, get_trainer_cls(mode)(config)
+
+
+@pytest.mark.parametrize(
+    "mode, sampler", [("rlif", "VoteAwareReplayBuffer"), ("rlif_colocate_async", "VoteAwareReplayBufferAsync")]
+)
+def test_dynamic_sampling_is_verls_custom_sampler_in_the_trainers_own_config(mode, sampler):
+    config, trainer = build_trainer(
+        mode, "rlif.dynamic_sampling.enable=true", "rlif.dynamic_sampling.max_refills_per_step=3"
+    )
+    assert type(trainer.replay_buffer).__name__ == sampler  # built by verl's _build_replay_buffer from the hook
+    assert trainer.replay_buffer.rlif.dynamic_sampling.max_refills_per_step == 3
+    assert trainer.replay_buffer.refill_fn == trainer._add_prompts_to_generate
+    assert trainer.config.data.gen_batch_size == 1  # a refill asks for exactly the missing prompts
+    assert config.trainer.v1.sampler.custom_sampler.name is None  # the caller's config is untouched
+
+
 @pytest.mark.parametrize("mode", sorted(TRAINER_MODES))
 def test_verl_reads_the_base_mode_from_the_trainers_own_config(mode):
     """The real trainer's ``__init__`` on a composed config (no Ray needed up to the replay buffer): everything verl
     derives from ``trainer.v1.trainer_mode`` follows the base mode, and the caller's config is left as it was."""
-    from hydra import compose, initialize_config_dir
     from verl.trainer.ppo.v1.replay_buffer import ReplayBuffer, ReplayBufferAsync
 
-    from verl_rlif.testing.e2e import CONFIG_DIR
-
-    overrides = [f"trainer.v1.trainer_mode={mode}", "actor_rollout_ref.rollout.name=vllm"]
+    extra = []
     if mode == "rlif_separate_async":
-        overrides += [
+        extra = [
             "actor_rollout_ref.rollout.nnodes=1",
             "actor_rollout_ref.rollout.n_gpus_per_node=2",
             "actor_rollout_ref.rollout.checkpoint_engine.backend=nccl",
@@ -295,12 +319,65 @@ def test_verl_reads_the_base_mode_from_the_trainers_own_config(mode):
             "actor_rollout_ref.actor.ppo_mini_batch_size=16",
             "trainer.v1.separate_async.parameter_sync_step=4",
         ]
-    with initialize_config_dir(config_dir=CONFIG_DIR, version_base=None):
-        config = compose(config_name="rlif", overrides=overrides)
-    trainer = get_trainer_cls(mode)(config)
+    config, trainer = build_trainer(mode, *extra)
     base_mode = TRAINER_MODES[mode]
     assert config.trainer.v1.trainer_mode == mode and trainer.rlif_trainer_mode == mode
     assert trainer.config.trainer.v1.trainer_mode == base_mode == trainer.trainer_mode
     assert type(trainer.replay_buffer) is (ReplayBuffer if base_mode == "sync" else ReplayBufferAsync)
     assert trainer.replay_buffer.trainer_config == config.trainer.v1.get(base_mode, {})  # verl's per-mode settings
     assert trainer.parameter_sync_step == (4 if base_mode == "separate_async" else 1)
+
+
+def put_sessions(prefix: str, sessions: dict[tuple[str, int], list[str]]):
+    """Agent-loop outputs keyed ``{uid}_{session}_{index}``; each value lists the answers of a session's outputs in
+    order (the last is the final output). A row's lengths and self-certainty depend only on its answer and position
+    in its session, so the same final output gets the same values in every batch that holds it."""
+    keys, samples, tags, sc = [], [], [], []
+    for (uid, session), answers in sessions.items():
+        for index, answer in enumerate(answers):
+            g = torch.Generator().manual_seed(zlib.crc32(f"{answer}/{session}/{len(answers) - index}".encode()))
+            length = 2 + int(torch.randint(0, 4, (1,), generator=g))
+            keys.append(f"{prefix}{uid}_{session}_{index}")
+            info = {"answer_key": answer, "pred": answer, "has_answer": 1.0, "acc": None}
+            samples.append(
+                dict(
+                    prompts=torch.arange(PROMPT_LEN),
+                    responses=torch.arange(length),
+                    response_mask=torch.ones(length, dtype=torch.int64),
+                    rm_scores=torch.zeros(length),
+                    rollout_log_probs=-torch.rand(length, generator=g),
+                    old_log_probs=-torch.rand(length, generator=g),
+                    uid=f"{prefix}{uid}",
+                    extra_fields={"reward_extra_info": info},
+                )
+            )
+            sc.append(torch.rand(PROMPT_LEN + length, generator=g))
+            tags.append({"status": "success", "prompt_len": PROMPT_LEN, "response_len": length})
+    fields = tu.list_of_dict_to_tensordict(samples)
+    fields["self_certainty"] = torch.nested.as_nested_tensor(sc, layout=torch.jagged)
+    return tq.kv_batch_put(keys=keys, partition_id=PARTITION, fields=fields, tags=tags)
+
+
+def test_a_session_votes_once_by_its_final_output(transfer_queue):
+    """Two sessions with 3 and 1 outputs train exactly as the same sessions voted once each: the earlier outputs
+    (whose answers differ here, so voting them would change the result) take the final output's advantage."""
+    multi = {("m", 0): ["4", "9", "5"], ("m", 1): ["5"], ("m", 2): ["6"], ("m", 3): ["5"]}
+    multi |= {("n", s): [a] for s, a in enumerate(["1", "2", "2", "2"])}
+    single = {session: answers[-1:] for session, answers in multi.items()}
+    batches = [put_sessions(prefix, sessions) for prefix, sessions in (("x", multi), ("y", single))]
+    for batch in batches:
+        make_trainer()._compute_advantage(batch, {})
+    got = [dict(zip(b.keys, fetch(b, "advantages")["advantages"][:, 0].tolist(), strict=True)) for b in batches]
+    for (uid, session), answers in multi.items():
+        once = got[1][f"y{uid}_{session}_0"]
+        for index in range(len(answers)):
+            assert got[0][f"x{uid}_{session}_{index}"] == pytest.approx(once, abs=1e-6)
+    assert len(set(round(v, 5) for v in got[1].values())) > 2  # the vote and self-certainty spread the sessions
+
+
+def test_session_finals_from_verls_keys():
+    from verl_rlif.adapters.trainer import session_finals
+
+    final, source = session_finals(["u_0_0", "u_0_2", "u_1_0", "u_0_1", "pad9_0_0"])
+    assert final.tolist() == [False, True, True, False, True]
+    assert source.tolist() == [1, 1, 2, 1, 4]

@@ -66,9 +66,12 @@ def _switch_problems(config: DictConfig, rlif: RLIFConfig) -> list[str]:
     if _get(config, "reward.reward_manager.source", "register") != "register":
         problems.append("reward.reward_manager.source must be 'register' to select the rlif reward manager")
     if _get(config, "algorithm.filter_groups.enable", False):
+        problems.append(_filter_groups_problem(_get(config, "algorithm.filter_groups.metric")))
+    custom_sampler = _get(config, "trainer.v1.sampler.custom_sampler.name")
+    if rlif.dynamic_sampling.enable and custom_sampler:
         problems.append(
-            "algorithm.filter_groups.enable=true filters groups on reward-manager scores before the vote (with a "
-            "ground-truth reward that leaks labels into training): set algorithm.filter_groups.enable=false"
+            f"rlif.dynamic_sampling.enable=true brings its own replay buffer, but trainer.v1.sampler.custom_sampler "
+            f"selects {custom_sampler!r}: unset trainer.v1.sampler.custom_sampler or rlif.dynamic_sampling.enable"
         )
     problems.extend(_group_problem(config))
     if "self_certainty" in rlif.rewards:
@@ -120,6 +123,19 @@ def _separate_async_problems(config: DictConfig) -> list[str]:
             f"={mini}; change one of them"
         )
     return problems
+
+
+def _filter_groups_problem(metric) -> str:
+    """verl's DAPO filter reads a per-response number from the reward manager; ours returns none worth filtering."""
+    why = {
+        "acc": "filters on ground-truth accuracy, a label leak into training",
+        "reward": "filters on the rlif reward manager's score, which is always 0: every group would be dropped and "
+        "verl would refill for ever",
+    }.get(metric, f"filters on the reward-manager value {metric!r} before the vote, which the vote never sees")
+    return (
+        f"algorithm.filter_groups.enable=true with metric={metric!r} {why}; set algorithm.filter_groups.enable=false "
+        f"and use vote-aware dynamic sampling instead: rlif.dynamic_sampling.enable=true"
+    )
 
 
 def _self_certainty_problems(config: DictConfig) -> list[str]:

@@ -28,6 +28,7 @@ step methods, ``batch.extra_info``/``batch.tags`` of ``KVBatchMeta``, and the Tr
 from __future__ import annotations
 
 import copy
+import dataclasses
 import logging
 
 import torch
@@ -44,6 +45,7 @@ from verl.trainer.ppo.v1 import (
 )
 from verl.workers.utils.padding import response_from_nested, response_to_nested
 
+from verl_rlif.adapters import dynamic_sampling
 from verl_rlif.adapters.checks import TRAINER_MODE_KEY, validate, verify_registered
 from verl_rlif.adapters.engine_flags import CHUNK_KEY, FLAG, OUTPUT_KEY
 from verl_rlif.adapters.reward_manager import configure_answer_backends
@@ -81,21 +83,57 @@ def last_token_scores(values: torch.Tensor, response_mask: torch.Tensor) -> torc
     return scores
 
 
+def session_finals(keys: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Which rows are a session's final output, and for every row the row of its session's final output.
+
+    verl keys an agent-loop output ``{uid}_{session_id}_{index}`` (``agent_loop_tq.py``); a multi-output session has
+    indices 0..k and its final output is the highest. Keys of another shape are sessions of their own.
+
+    Returns:
+        ``[N]`` bool (row is final), ``[N]`` int64 (row of the session's final output; itself for a final row).
+    """
+    final: dict[str, tuple[int, int]] = {}  # session -> (index, row)
+    sessions = []
+    for row, key in enumerate(keys):
+        parts = key.rsplit("_", 2)
+        session, index = (f"{parts[0]}_{parts[1]}", int(parts[2])) if len(parts) == 3 else (key, 0)
+        sessions.append(session)
+        if session not in final or final[session][0] < index:
+            final[session] = (index, row)
+    source = torch.tensor([final[session][1] for session in sessions], dtype=torch.int64)
+    return source == torch.arange(len(keys)), source
+
+
 def _drop_self_certainty_flags(batch) -> None:
     batch.extra_info.pop(FLAG, None)
     batch.extra_info.pop(CHUNK_KEY, None)
 
 
-def with_base_mode(config: DictConfig, base_mode: str) -> DictConfig:
-    """A copy of ``config`` whose ``trainer.v1.trainer_mode`` is verl's ``base_mode``; ``config`` is left as it is.
+def verl_config(config: DictConfig, base_mode: str, rlif: RLIFConfig) -> DictConfig:
+    """The trainer's own copy of ``config`` for verl; ``config`` itself is left as it is.
 
-    verl reads the mode from the config (not only from ``self.trainer_mode``): the replay-buffer class and its
-    per-mode settings ``trainer.v1.<mode>.*``, exact-refill dataloading, TransferQueue checkpointing and re-issue,
-    and the rollout-skip cache. Each must see the schedule the trainer runs.
+    * ``trainer.v1.trainer_mode`` is verl's ``base_mode``: verl reads the mode from the config (not only from
+      ``self.trainer_mode``): the replay-buffer class and its per-mode settings ``trainer.v1.<mode>.*``, exact-refill
+      dataloading, TransferQueue checkpointing and re-issue, and the rollout-skip cache. Each must see the schedule
+      the trainer runs.
+    * with ``rlif.dynamic_sampling.enable``: verl's custom-sampler hook selects our vote-aware replay buffer, which
+      gets the ``rlif`` section through ``sampler_kwargs``, and prompts are fetched one at a time so a refill asks
+      for exactly the missing number (what verl does for its own dynamic sampling).
     """
     own = copy.deepcopy(config)
     with open_dict(own):
         own.trainer.v1.trainer_mode = base_mode
+        if rlif.dynamic_sampling.enable:
+            sampler = own.trainer.v1.sampler
+            sampler.custom_sampler = {
+                "path": dynamic_sampling.MODULE_PATH,
+                "name": dynamic_sampling.sampler_for(base_mode),
+            }
+            sampler.sampler_kwargs = {
+                **(sampler.get("sampler_kwargs") or {}),
+                dynamic_sampling.SAMPLER_KWARG: own.get("rlif") or {},
+            }
+            own.data.gen_batch_size = 1
     return own
 
 
@@ -111,7 +149,7 @@ class RLIFSteps:
         self.rlif = RLIFConfig.from_training_config(config)
         self.rlif_trainer_mode = OmegaConf.select(config, TRAINER_MODE_KEY)
         configure_answer_backends(self.rlif)  # the vote-time merge asks the symbolic worker
-        super().__init__(with_base_mode(config, self.base_mode))
+        super().__init__(verl_config(config, self.base_mode, self.rlif))
 
     @property
     def _uses_self_certainty(self) -> bool:
@@ -154,7 +192,10 @@ class RLIFSteps:
         if uses_entropy:  # verl's old-log-prob step stores it response-only already
             token_entropy = data.pop(ENTROPY_KEY).to_padded_tensor(0.0)
         infos = reward_extra_infos(data.pop("extra_fields"))
-        include = torch.tensor([not tag.get("is_padding", False) for tag in batch.tags])
+        # a session votes once, by its final output, and every output of the session trains on that result (as
+        # verl's GRPO does); the default single-output agent loop has one final output per session
+        final, source = session_finals(list(batch.keys))
+        include = torch.tensor([not tag.get("is_padding", False) for tag in batch.tags]) & final
 
         padded = DataProto(batch=data.to_padded_tensor())
         uids = padded.batch.pop("uid").tolist()
@@ -173,6 +214,9 @@ class RLIFSteps:
             token_entropy=token_entropy,
         )
         metrics.update(step.metrics)
+        step = dataclasses.replace(
+            step, advantages=step.advantages[source], combined_reward=step.combined_reward[source]
+        )
         output = self._advantage_fields(step, padded, mask, metrics)
         nested = {name: response_to_nested(value, response_mask) for name, value in output.items()}
         return tq.kv_batch_put(
