@@ -46,7 +46,7 @@ from verl.trainer.ppo.v1 import (
 from verl.workers.utils.padding import response_from_nested, response_to_nested
 
 from verl_rlif.adapters import dynamic_sampling
-from verl_rlif.adapters.checks import TRAINER_MODE_KEY, validate, verify_registered
+from verl_rlif.adapters.checks import SELF_CERTAINTY_BACKENDS, TRAINER_MODE_KEY, validate, verify_registered
 from verl_rlif.adapters.engine_flags import CHUNK_KEY, FLAG, OUTPUT_KEY
 from verl_rlif.adapters.reward_manager import configure_answer_backends
 from verl_rlif.answers.merge import merge_equivalent_keys
@@ -61,7 +61,8 @@ ENTROPY_KEY = "entropy"
 """TransferQueue field verl's ``_compute_old_log_prob`` writes (per response token, nats) on every step."""
 MISSING_SELF_CERTAINTY = (
     "the actor returned no self_certainty: VERL_ENGINE_VENDOR=rlif did not reach the Ray workers, or "
-    "actor_rollout_ref.actor.strategy selects an engine verl-rlif does not extend (supported: fsdp, fsdp2, megatron)"
+    f"actor_rollout_ref.actor.strategy selects an engine verl-rlif does not extend (supported: "
+    f"{', '.join(SELF_CERTAINTY_BACKENDS)})"
 )
 
 
