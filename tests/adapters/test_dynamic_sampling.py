@@ -41,16 +41,20 @@ class Rollout:
         for _ in range(num_prompts):
             uid, answers = next(self.ids), next(self.plan)
             self.submitted.append(uid)
-            keys = [f"{uid}_{s}_0" for s in range(len(answers))]
+            # a session is an answer, or a list of answers: a multi-output agent session (the last is its final)
+            outputs = [
+                (s, i, a) for s, out in enumerate(answers) for i, a in enumerate([out] if isinstance(out, str) else out)
+            ]
+            keys = [f"{uid}_{s}_{i}" for s, i, _ in outputs]
             samples = [
                 {
                     "responses": torch.arange(3),
                     "extra_fields": {"reward_extra_info": {"answer_key": a, "acc": None}},
                     "uid": uid,
                 }
-                for a in answers
+                for _, _, a in outputs
             ]
-            tags = [{"status": "success", "global_steps": 1} for _ in answers]
+            tags = [{"status": "success", "global_steps": 1} for _ in outputs]
             tq.kv_batch_put(keys=keys, partition_id=PARTITION, fields=tu.list_of_dict_to_tensordict(samples), tags=tags)
             tq.kv_put(key=uid, partition_id=PARTITION, tag={"is_prompt": True, "status": "finished", "global_steps": 1})
         return num_prompts
@@ -106,3 +110,11 @@ def test_a_step_with_nothing_informative_trains_on_its_last_round(transfer_queue
     assert groups == set(rollout.submitted[2:])  # round 1's flat groups dropped; at the cap round 2's are kept
     assert metrics["rlif/dynamic_sampling/capped"] == 1.0 and metrics["rlif/dynamic_sampling/trained_groups"] == 2
     assert metrics["rlif/dynamic_sampling/filtered_fraction"] == pytest.approx(2 / 4)
+
+
+def test_sessions_are_judged_by_their_final_output(transfer_queue):
+    # group 0: finals all "7" although earlier outputs differ -> flat; group 1: finals differ -> kept
+    rollout = Rollout([[["1", "7"], "7", ["2", "3", "7"]], [["7", "7"], "8", "7"]], prefix="s")
+    batch, groups, metrics = sample(make_buffer(VoteAwareReplayBuffer, rollout, cap=0), rollout, 2)
+    assert groups == {rollout.submitted[1]} and len(batch.keys) == 4
+    assert metrics["rlif/dynamic_sampling/filtered_fraction"] == pytest.approx(1 / 2)

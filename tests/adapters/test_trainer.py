@@ -376,7 +376,7 @@ def test_a_session_votes_once_by_its_final_output(transfer_queue):
 
 
 def test_session_finals_from_verls_keys():
-    from verl_rlif.adapters.trainer import session_finals
+    from verl_rlif.adapters.sessions import session_finals
 
     final, source = session_finals(["u_0_0", "u_0_2", "u_1_0", "u_0_1", "pad9_0_0"])
     assert final.tolist() == [False, True, True, False, True]

@@ -28,6 +28,7 @@ from omegaconf import OmegaConf
 from transfer_queue import KVBatchMeta
 from verl.trainer.ppo.v1.replay_buffer import ReplayBuffer, ReplayBufferAsync
 
+from verl_rlif.adapters.sessions import session_finals
 from verl_rlif.config import RLIFConfig
 from verl_rlif.core.group_filter import uninformative_groups
 
@@ -73,7 +74,13 @@ class VoteAwareSampling:
             for name, value in verl_metrics.items():  # verl's eviction counters, summed over the rounds
                 metrics[name] = metrics.get(name, 0) + value if isinstance(value, int | float) else value
             uids = [_uid(k) for k in batch.keys]
-            flat = uninformative_groups(uids, _answer_keys(batch), self.rlif.vote)
+            final = session_finals(list(batch.keys))[0].tolist()  # as the advantage step: one vote per session
+            answers = _answer_keys(batch)
+            flat = uninformative_groups(
+                [u for u, f in zip(uids, final, strict=True) if f],
+                [a for a, f in zip(answers, final, strict=True) if f],
+                self.rlif.vote,
+            )
             groups = set(uids)
             consumed += len(groups)
             if refills == cap and kept == 0 and len(flat) == len(groups):

@@ -49,6 +49,7 @@ from verl_rlif.adapters import dynamic_sampling
 from verl_rlif.adapters.checks import SELF_CERTAINTY_BACKENDS, TRAINER_MODE_KEY, validate, verify_registered
 from verl_rlif.adapters.engine_flags import CHUNK_KEY, FLAG, OUTPUT_KEY
 from verl_rlif.adapters.reward_manager import configure_answer_backends
+from verl_rlif.adapters.sessions import session_finals
 from verl_rlif.answers.merge import merge_equivalent_keys
 from verl_rlif.config import RLIFConfig
 from verl_rlif.core.step import RLIFStep, rlif_step
@@ -82,27 +83,6 @@ def last_token_scores(values: torch.Tensor, response_mask: torch.Tensor) -> torc
     rows = (last >= 0).nonzero().squeeze(-1)
     scores[rows, last[rows]] = values[rows].float()
     return scores
-
-
-def session_finals(keys: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
-    """Which rows are a session's final output, and for every row the row of its session's final output.
-
-    verl keys an agent-loop output ``{uid}_{session_id}_{index}`` (``agent_loop_tq.py``); a multi-output session has
-    indices 0..k and its final output is the highest. Keys of another shape are sessions of their own.
-
-    Returns:
-        ``[N]`` bool (row is final), ``[N]`` int64 (row of the session's final output; itself for a final row).
-    """
-    final: dict[str, tuple[int, int]] = {}  # session -> (index, row)
-    sessions = []
-    for row, key in enumerate(keys):
-        parts = key.rsplit("_", 2)
-        session, index = (f"{parts[0]}_{parts[1]}", int(parts[2])) if len(parts) == 3 else (key, 0)
-        sessions.append(session)
-        if session not in final or final[session][0] < index:
-            final[session] = (index, row)
-    source = torch.tensor([final[session][1] for session in sessions], dtype=torch.int64)
-    return source == torch.arange(len(keys)), source
 
 
 def _drop_self_certainty_flags(batch) -> None:
