@@ -266,6 +266,9 @@ def test_ground_truth_reference_must_not_use_the_plugins_trainer(monkeypatch):
     reference = ["preset=ground_truth_grpo"]
     with pytest.raises(ConfigError, match="trainer.v1.trainer_mode='rlif' contradicts rlif.ground_truth_reference"):
         validate(composed(*reference, "trainer.v1.trainer_mode=rlif", name="math_7b_fsdp"))
+    async_mode = "trainer.v1.trainer_mode=rlif_colocate_async"
+    with pytest.raises(ConfigError, match="set trainer.v1.trainer_mode=colocate_async"):  # verl's own async mode
+        validate(composed(*reference, async_mode, name="math_7b_fsdp"))
     with pytest.raises(ConfigError, match="reward.reward_manager.name='rlif' contradicts"):
         validate(composed(*reference, "reward.reward_manager.name=rlif", name="math_7b_fsdp"))
     bad_path = "reward.custom_reward_function.path=pkg://verl_rlif.no_such_module"

@@ -234,18 +234,17 @@ def _parallelism_problems(config: DictConfig) -> list[str]:
 
 def _reference_problems(config: DictConfig) -> list[str]:
     """The supervised reference must train with verl's own trainer, estimator and a ground-truth reward."""
-    plugin_parts = [
-        (TRAINER_MODE_KEY, TRAINER_MODES.get(_get(config, TRAINER_MODE_KEY), "sync")),
-        ("algorithm.adv_estimator", "grpo"),
-        ("reward.reward_manager.name", "naive"),
+    plugin_parts = [  # key, the plugin's values, verl's own value to use instead
+        (TRAINER_MODE_KEY, tuple(TRAINER_MODES), TRAINER_MODES.get(_get(config, TRAINER_MODE_KEY), "sync")),
+        ("algorithm.adv_estimator", ("rlif_gdpo",), "grpo"),
+        ("reward.reward_manager.name", ("rlif",), "naive"),
     ]
-    mine = {TRAINER_MODE_KEY: tuple(TRAINER_MODES), "algorithm.adv_estimator": ("rlif_gdpo",)}
     problems = [
         f"{key}={_get(config, key)!r} contradicts rlif.ground_truth_reference=true (the plugin's part never trains on "
         f"labels); set {key}={verl} (preset=ground_truth_grpo sets all of these), or rlif.ground_truth_reference=false "
         f"for a label-free run"
-        for key, verl in plugin_parts
-        if _get(config, key) in mine.get(key, ("rlif",))
+        for key, mine, verl in plugin_parts
+        if _get(config, key) in mine
     ]
     return problems + _group_problem(config)
 
