@@ -169,3 +169,35 @@ def test_test_support_surface():
     assert params(BaseRollout.__init__)[:4] == ["self", "config", "model_config", "device_mesh"]
     source = inspect.getsource(initialize_global_process_group_ray)
     assert "if not torch.distributed.is_initialized()" in source  # why a gloo group started first is kept
+
+
+def test_custom_sampler_hook_and_replay_buffer_surface():
+    """Vote-aware dynamic sampling: verl builds our replay buffer from ``trainer.v1.sampler.custom_sampler`` with these
+    keywords, and refills through ``_add_prompts_to_generate(num_prompts)``."""
+    from verl.trainer.ppo.v1.replay_buffer import ReplayBuffer, ReplayBufferAsync
+    from verl.trainer.ppo.v1.trainer_base import PPOTrainer
+
+    source = inspect.getsource(PPOTrainer._build_replay_buffer)
+    assert "load_extern_type(custom_sampler.path, custom_sampler.name)" in source
+    assert "refill_fn=self._add_prompts_to_generate" in source and "sampler_kwargs=" in source
+    assert params(PPOTrainer._add_prompts_to_generate) == ["self", "num_prompts"]
+    for cls in (ReplayBuffer, ReplayBufferAsync):
+        assert params(cls.sample) == ["self", "global_steps", "partition_id", "batch_size"]
+    assert {"sampler_kwargs", "refill_fn"} <= set(params(ReplayBuffer.__init__))
+
+
+def test_agent_loop_keys_and_session_reward_copy():
+    """A session's outputs are keyed ``{uid}_{session_id}_{index}`` and carry the final output's reward info."""
+    from verl.trainer.ppo.v1 import agent_loop_tq
+
+    source = inspect.getsource(agent_loop_tq)  # the worker class is a Ray actor class: read its module
+    assert 'keys.append(f"{uid}_{session_id}_{i}")' in source
+    assert 'output.extra_fields["reward_extra_info"] = final_output.extra_fields["reward_extra_info"]' in source
+
+
+def test_engine_variants_extend_verls_lm_engines():
+    from verl.workers import engine
+
+    assert issubclass(engine.FSDPTurboEngineWithLMHead, engine.FSDPEngineWithLMHead)
+    if engine.MindspeedEngineWithLMHead is not None:  # only where MindSpeed imports (npu)
+        assert issubclass(engine.MindspeedEngineWithLMHead, engine.MegatronEngineWithLMHead)
