@@ -61,6 +61,26 @@ class VoteConfig:
 
 
 @dataclass(frozen=True)
+class DynamicSamplingConfig:
+    """Vote-aware dynamic sampling: drop prompt groups the vote cannot teach, refill from further prompts."""
+
+    enable: bool = False
+    """Drop every finished group whose vote reward is the same for all its members (all in one cluster, no answers
+    at all, or a tie that every member wins) before the step trains, and generate further prompts in its place."""
+    max_refills_per_step: int = 4
+    """Refill rounds per training step (rounds, not prompts: each round generates as many prompts as groups are
+    still missing). A step that reaches the cap trains on the groups it has (``rlif/dynamic_sampling/capped``)."""
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.enable, bool):
+            raise ValueError(f"rlif.dynamic_sampling.enable={self.enable!r} must be true or false")
+        if not isinstance(self.max_refills_per_step, int) or self.max_refills_per_step < 0:
+            raise ValueError(
+                f"rlif.dynamic_sampling.max_refills_per_step={self.max_refills_per_step!r} must be an int >= 0"
+            )
+
+
+@dataclass(frozen=True)
 class SelfCertaintyConfig:
     """Completion-level reward by token-wise self-certainty (Intuitor)."""
 
@@ -219,13 +239,14 @@ class RLIFConfig:
 
     rewards: tuple[str, ...] = DEFAULT_REWARDS
     """Reward components combined by GDPO, in order; distinct names from :data:`REWARD_COMPONENTS`. The method is
-    ``[vote, self_certainty]``; single components are the baselines (``configs/preset/``)."""
+    ``[vote, self_certainty]``; single components are the baselines (``verl_rlif/configs/preset/``)."""
     ground_truth_reference: bool = False
-    """True only in the supervised reference (ground-truth GRPO, ``configs/preset/ground_truth_grpo.yaml``): the
+    """True only in the supervised reference (ground-truth GRPO, ``preset/ground_truth_grpo.yaml``): the
     config trains with verl's own trainer on ground-truth labels and the plugin's trainer is off. ``verl-rlif
     check`` then validates that composition (and says that labels train) instead of rejecting it; the ``rlif``
     trainer refuses to start with it."""
     vote: VoteConfig = field(default_factory=VoteConfig)
+    dynamic_sampling: DynamicSamplingConfig = field(default_factory=DynamicSamplingConfig)
     self_certainty: SelfCertaintyConfig = field(default_factory=SelfCertaintyConfig)
     gdpo: GDPOConfig = field(default_factory=GDPOConfig)
     kl_cov: KLCovConfig = field(default_factory=KLCovConfig)

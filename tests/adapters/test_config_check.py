@@ -102,6 +102,8 @@ def test_yaml_mirrors_the_dataclass_defaults():
         (["actor_rollout_ref.rollout.n=1"], "set actor_rollout_ref.rollout.n>=2"),
         (["algorithm.filter_groups.enable=true"], "set algorithm.filter_groups.enable=false"),
         (["algorithm.rollout_correction.bypass_mode=true"], "set algorithm.rollout_correction.bypass_mode=false"),
+        (["actor_rollout_ref.actor.strategy=veomni"], "engines of fsdp, fsdp2, fsdp_turbo, megatron only"),
+        (["trainer.v1.trainer_mode=colocate_async"], "one of rlif (verl's sync) or rlif_colocate_async"),
         (["rlif.gdpo.weights=[1.0]"], "give one weight per reward component"),
         (["rlif.extractor.default=latex"], "unknown answer extractor 'latex'; registered:"),
         (["rlif.vote.mode=plurality"], "choose one of ['majority', 'share']"),
@@ -132,6 +134,71 @@ def test_entropy_baseline_needs_the_old_log_prob_pass_but_no_engine(monkeypatch)
     assert validate(composed(*entropy)) == []
     with pytest.raises(ConfigError, match="computes entropy; set algorithm.rollout_correction.bypass_mode=false"):
         validate(composed(*entropy, "algorithm.rollout_correction.bypass_mode=true"))
+
+
+SEPARATE_ASYNC = [
+    "trainer.v1.trainer_mode=rlif_separate_async",
+    "actor_rollout_ref.rollout.nnodes=1",
+    "actor_rollout_ref.rollout.n_gpus_per_node=8",
+    "actor_rollout_ref.rollout.checkpoint_engine.backend=nccl",
+    "data.train_batch_size=128",
+    "actor_rollout_ref.actor.ppo_mini_batch_size=32",
+    "trainer.v1.separate_async.parameter_sync_step=4",
+]
+
+
+@pytest.mark.parametrize("name", ["rlif", "math_7b_fsdp"])
+@pytest.mark.parametrize("mode", ["rlif", "rlif_colocate_async", "rlif_separate_async"])
+def test_check_accepts_every_trainer_mode(name, mode, capsys):
+    extra = SEPARATE_ASYNC if mode == "rlif_separate_async" else [f"trainer.v1.trainer_mode={mode}"]
+    args = ["check", "--config-path", str(CONFIGS), "--config-name", name, "actor_rollout_ref.rollout.name=vllm"]
+    assert main([*args, *extra]) == 0, capsys.readouterr().err
+    assert f"{name} is valid" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "change, fix",
+    [
+        (
+            ["actor_rollout_ref.rollout.n_gpus_per_node=0"],
+            "standalone rollout pool, but actor_rollout_ref.rollout.nnodes",
+        ),
+        (["actor_rollout_ref.rollout.tensor_model_parallel_size=3"], "does not divide the standalone rollout pool"),
+        (["actor_rollout_ref.rollout.checkpoint_engine.backend=naive"], "set it to nccl"),
+        (["trainer.v1.separate_async.parameter_sync_step=2"], "data.train_batch_size=128 must equal"),
+    ],
+)
+def test_separate_async_needs_its_own_rollout_pool(change, fix):
+    assert validate(composed(*SEPARATE_ASYNC, name="math_7b_fsdp")) == []
+    with pytest.raises(ConfigError, match="verl-rlif config is invalid") as error:
+        validate(composed(*SEPARATE_ASYNC, *change, name="math_7b_fsdp"))
+    assert fix in str(error.value)
+
+
+def test_bypass_mode_is_refused_naming_the_switch_for_self_certainty(monkeypatch):
+    monkeypatch.delenv("VERL_ENGINE_VENDOR", raising=False)
+    with pytest.raises(ConfigError) as error:
+        validate(
+            composed("trainer.v1.trainer_mode=rlif_colocate_async", "algorithm.rollout_correction.bypass_mode=true")
+        )
+    assert "bypass_mode=true skips the old-log-prob forward pass that computes self_certainty" in str(error.value)
+
+
+@pytest.mark.parametrize(
+    "metric, why",
+    [("acc", "ground-truth accuracy, a label leak"), ("reward", "always 0: every group would be dropped")],
+)
+def test_verls_group_filter_is_refused_saying_why_and_pointing_to_ours(metric, why):
+    with pytest.raises(ConfigError) as error:
+        validate(composed("algorithm.filter_groups.enable=true", f"algorithm.filter_groups.metric={metric}"))
+    assert why in str(error.value) and "rlif.dynamic_sampling.enable=true" in str(error.value)
+
+
+def test_dynamic_sampling_brings_its_own_replay_buffer():
+    assert validate(composed("rlif.dynamic_sampling.enable=true")) == []
+    custom = ["trainer.v1.sampler.custom_sampler.path=my.py", "trainer.v1.sampler.custom_sampler.name=Mine"]
+    with pytest.raises(ConfigError, match="custom_sampler selects 'Mine'"):
+        validate(composed("rlif.dynamic_sampling.enable=true", *custom))
 
 
 def test_kl_cov_with_one_on_policy_update_warns():
@@ -199,6 +266,9 @@ def test_ground_truth_reference_must_not_use_the_plugins_trainer(monkeypatch):
     reference = ["preset=ground_truth_grpo"]
     with pytest.raises(ConfigError, match="trainer.v1.trainer_mode='rlif' contradicts rlif.ground_truth_reference"):
         validate(composed(*reference, "trainer.v1.trainer_mode=rlif", name="math_7b_fsdp"))
+    async_mode = "trainer.v1.trainer_mode=rlif_colocate_async"
+    with pytest.raises(ConfigError, match="set trainer.v1.trainer_mode=colocate_async"):  # verl's own async mode
+        validate(composed(*reference, async_mode, name="math_7b_fsdp"))
     with pytest.raises(ConfigError, match="reward.reward_manager.name='rlif' contradicts"):
         validate(composed(*reference, "reward.reward_manager.name=rlif", name="math_7b_fsdp"))
     bad_path = "reward.custom_reward_function.path=pkg://verl_rlif.no_such_module"

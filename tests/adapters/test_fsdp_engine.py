@@ -141,3 +141,41 @@ def test_ulysses_sequence_parallel_gathers_and_unpads(tmp_path):
     mp.spawn(_ulysses_worker, args=(2, str(tmp_path / "init"), str(tmp_path / "err")), nprocs=2, join=True)
     for rank in range(2):
         assert float((tmp_path / f"err.{rank}").read_text()) < 1e-5
+
+
+def _backends_with_vendor(device: str) -> dict[str, type]:
+    """backend -> our engine class for ``device`` (reads verl's registry table, see test_verl_contract)."""
+    table = EngineRegistry._engines["language_model"]
+    return {backend: keys[(device, "rlif")] for backend, keys in table.items() if (device, "rlif") in keys}
+
+
+def test_every_backend_derived_from_verls_fsdp_or_megatron_engine_gets_self_certainty():
+    from verl.workers.engine import FSDPEngineWithLMHead, MegatronEngineWithLMHead
+
+    from verl_rlif.adapters.checks import SELF_CERTAINTY_BACKENDS
+
+    derived = (FSDPEngineWithLMHead, MegatronEngineWithLMHead)
+    table = EngineRegistry._engines["language_model"]
+    verl_derived = {
+        backend
+        for backend, keys in table.items()
+        if any(isinstance(k, str) and issubclass(cls, derived) for k, cls in keys.items())
+    }
+    assert verl_derived == {"fsdp", "fsdp2", "fsdp_turbo", "megatron"}  # veomni, torchtitan, automodel are not
+    ours = _backends_with_vendor("cuda")
+    assert set(ours) == verl_derived == set(SELF_CERTAINTY_BACKENDS)
+    for backend, cls in ours.items():
+        assert issubclass(cls, table[backend]["cuda"])  # ours extends exactly the engine verl would have picked
+
+
+def test_fsdp_turbo_gets_our_outputs_over_its_own_engine(monkeypatch):
+    from verl.workers.engine import FSDPTurboEngineWithLMHead
+
+    from verl_rlif.adapters.engine_variants import RLIFFSDPTurboEngineWithLMHead
+
+    monkeypatch.setenv("VERL_ENGINE_VENDOR", "rlif")
+    assert EngineRegistry.get_engine_cls("language_model", "fsdp_turbo") is RLIFFSDPTurboEngineWithLMHead
+    mro = RLIFFSDPTurboEngineWithLMHead.__mro__
+    assert mro[1:3] == (RLIFFSDPEngineWithLMHead, FSDPTurboEngineWithLMHead)  # ours first, then the backend's
+    assert RLIFFSDPTurboEngineWithLMHead.prepare_model_outputs is RLIFFSDPEngineWithLMHead.prepare_model_outputs
+    assert RLIFFSDPTurboEngineWithLMHead._build_fsdp_module is FSDPTurboEngineWithLMHead._build_fsdp_module

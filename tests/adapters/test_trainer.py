@@ -6,6 +6,8 @@ inside ``extra_fields``, verl's own balancing padding). The trainer is built wit
 ``compute_log_prob`` (a Ray call), which writes what our engine returns.
 """
 
+import zlib
+
 import pytest
 import torch
 from omegaconf import OmegaConf
@@ -18,7 +20,13 @@ from verl.trainer.ppo.padding_utils import upsample_batch_to_divisible_size  # n
 from verl.trainer.ppo.v1 import get_trainer_cls  # noqa: E402
 from verl.utils import tensordict_utils as tu  # noqa: E402
 
-from verl_rlif.adapters.trainer import MISSING_SELF_CERTAINTY, RLIFTrainer  # noqa: E402
+from verl_rlif.adapters.checks import TRAINER_MODES  # noqa: E402
+from verl_rlif.adapters.trainer import (  # noqa: E402
+    MISSING_SELF_CERTAINTY,
+    RLIFSeparateAsyncTrainer,
+    RLIFSteps,
+    RLIFTrainer,
+)
 from verl_rlif.config import RLIFConfig  # noqa: E402
 from verl_rlif.core.step import rlif_step  # noqa: E402
 
@@ -107,6 +115,14 @@ def expected_step(batch, acc):
 def test_registered_as_trainer_mode():
     assert get_trainer_cls("rlif") is RLIFTrainer
     assert get_trainer_cls("sync").__module__.startswith("verl.")
+
+
+@pytest.mark.parametrize("mode", sorted(TRAINER_MODES))
+def test_every_mode_is_the_mixin_over_verls_registered_trainer(mode):
+    cls, base_mode = get_trainer_cls(mode), TRAINER_MODES[mode]
+    assert cls.base_mode == base_mode
+    assert cls.__mro__[1:3] == (RLIFSteps, get_trainer_cls(base_mode))  # our steps wrap verl's, nothing between
+    assert "_build_replay_buffer" not in vars(cls) and "_build_replay_buffer" not in vars(RLIFSteps)
 
 
 def test_advantage_step_on_transfer_queue(transfer_queue):
@@ -206,9 +222,162 @@ def test_self_certainty_is_requested_in_the_old_log_prob_pass_only(transfer_queu
     assert ref_pass["calculate_self_certainty"] is False
 
 
+class DecoupledWorkerGroup(RecordingWorkerGroup):
+    """verl's separate_async worker group: weights saved to and restored from CPU slots (DetachActorWorker)."""
+
+    def __init__(self):
+        super().__init__()
+        self.events = []
+
+    def compute_log_prob(self, batch):
+        self.events.append(("compute_log_prob", batch.extra_info.get("calculate_self_certainty")))
+        return super().compute_log_prob(batch)
+
+    def __getattr__(self, name):
+        if name in ("save_model_to_cpu", "restore_model_from_cpu", "clear_cpu_model"):
+            return lambda slot: self.events.append((name, slot))
+        raise AttributeError(name)
+
+
+@pytest.mark.parametrize("local_trigger_step", [0, 1])
+def test_separate_async_self_certainty_comes_from_the_same_pi_old(transfer_queue, local_trigger_step):
+    """verl's separate_async swaps pi_old (CPU slot 0) in around the old-log-prob pass of a later mini-batch; the
+    flag must be on for exactly that pass, i.e. self-certainty is computed with pi_old's weights."""
+    batch = put_batch([None] * 8, seed=5 + local_trigger_step)
+    trainer = RLIFSeparateAsyncTrainer.__new__(RLIFSeparateAsyncTrainer)
+    trainer.config = OmegaConf.create(
+        {
+            "algorithm": {"rollout_correction": {"bypass_mode": False}},
+            "actor_rollout_ref": {
+                "actor": {"loss_agg_mode": "token-mean", "loss_scale_factor": None},
+                "rollout": {"temperature": 1.0, "calculate_log_probs": False},
+            },
+        }
+    )
+    trainer.rlif, trainer.local_trigger_step = RLIFConfig(), local_trigger_step
+    trainer.actor_rollout_wg = DecoupledWorkerGroup()
+    batch = trainer._compute_old_log_prob(batch, {})
+    assert "calculate_self_certainty" not in batch.extra_info
+    if local_trigger_step == 0:  # the current weights are pi_old: saved, then used
+        assert trainer.actor_rollout_wg.events == [("save_model_to_cpu", 0), ("compute_log_prob", True)]
+    else:
+        assert trainer.actor_rollout_wg.events == [
+            ("save_model_to_cpu", 1),
+            ("restore_model_from_cpu", 0),  # pi_old in place ...
+            ("compute_log_prob", True),  # ... for the one pass that also computes self-certainty
+            ("restore_model_from_cpu", 1),
+            ("clear_cpu_model", 1),
+        ]
+
+
 def test_combined_reward_sits_on_the_last_valid_token_even_with_holes():
     from verl_rlif.adapters.trainer import last_token_scores
 
     mask = torch.tensor([[1, 1, 0, 0], [1, 0, 1, 0], [0, 0, 0, 0]])  # row 1: a tool output in between
     scores = last_token_scores(torch.tensor([2.0, 3.0, 4.0]), mask)
     assert scores.tolist() == [[0, 2, 0, 0], [0, 0, 3, 0], [0, 0, 0, 0]]
+
+
+def build_trainer(mode, *extra):
+    from hydra import compose, initialize_config_dir
+
+    from verl_rlif.testing.e2e import CONFIG_DIR
+
+    overrides = [f"trainer.v1.trainer_mode={mode}", "actor_rollout_ref.rollout.name=vllm", *extra]
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base=None):
+        config = compose(config_name="rlif", overrides=overrides)
+    return config, get_trainer_cls(mode)(config)
+
+
+@pytest.mark.parametrize(
+    "mode, sampler", [("rlif", "VoteAwareReplayBuffer"), ("rlif_colocate_async", "VoteAwareReplayBufferAsync")]
+)
+def test_dynamic_sampling_is_verls_custom_sampler_in_the_trainers_own_config(mode, sampler):
+    config, trainer = build_trainer(
+        mode, "rlif.dynamic_sampling.enable=true", "rlif.dynamic_sampling.max_refills_per_step=3"
+    )
+    assert type(trainer.replay_buffer).__name__ == sampler  # built by verl's _build_replay_buffer from the hook
+    assert trainer.replay_buffer.rlif.dynamic_sampling.max_refills_per_step == 3
+    assert trainer.replay_buffer.refill_fn == trainer._add_prompts_to_generate
+    assert trainer.config.data.gen_batch_size == 1  # a refill asks for exactly the missing prompts
+    assert config.trainer.v1.sampler.custom_sampler.name is None  # the caller's config is untouched
+
+
+@pytest.mark.parametrize("mode", sorted(TRAINER_MODES))
+def test_verl_reads_the_base_mode_from_the_trainers_own_config(mode):
+    """The real trainer's ``__init__`` on a composed config (no Ray needed up to the replay buffer): everything verl
+    derives from ``trainer.v1.trainer_mode`` follows the base mode, and the caller's config is left as it was."""
+    from verl.trainer.ppo.v1.replay_buffer import ReplayBuffer, ReplayBufferAsync
+
+    extra = []
+    if mode == "rlif_separate_async":
+        extra = [
+            "actor_rollout_ref.rollout.nnodes=1",
+            "actor_rollout_ref.rollout.n_gpus_per_node=2",
+            "actor_rollout_ref.rollout.checkpoint_engine.backend=nccl",
+            "data.train_batch_size=64",
+            "actor_rollout_ref.actor.ppo_mini_batch_size=16",
+            "trainer.v1.separate_async.parameter_sync_step=4",
+        ]
+    config, trainer = build_trainer(mode, *extra)
+    base_mode = TRAINER_MODES[mode]
+    assert config.trainer.v1.trainer_mode == mode and trainer.rlif_trainer_mode == mode
+    assert trainer.config.trainer.v1.trainer_mode == base_mode == trainer.trainer_mode
+    assert type(trainer.replay_buffer) is (ReplayBuffer if base_mode == "sync" else ReplayBufferAsync)
+    assert trainer.replay_buffer.trainer_config == config.trainer.v1.get(base_mode, {})  # verl's per-mode settings
+    assert trainer.parameter_sync_step == (4 if base_mode == "separate_async" else 1)
+
+
+def put_sessions(prefix: str, sessions: dict[tuple[str, int], list[str]]):
+    """Agent-loop outputs keyed ``{uid}_{session}_{index}``; each value lists the answers of a session's outputs in
+    order (the last is the final output). A row's lengths and self-certainty depend only on its answer and position
+    in its session, so the same final output gets the same values in every batch that holds it."""
+    keys, samples, tags, sc = [], [], [], []
+    for (uid, session), answers in sessions.items():
+        for index, answer in enumerate(answers):
+            g = torch.Generator().manual_seed(zlib.crc32(f"{answer}/{session}/{len(answers) - index}".encode()))
+            length = 2 + int(torch.randint(0, 4, (1,), generator=g))
+            keys.append(f"{prefix}{uid}_{session}_{index}")
+            info = {"answer_key": answer, "pred": answer, "has_answer": 1.0, "acc": None}
+            samples.append(
+                dict(
+                    prompts=torch.arange(PROMPT_LEN),
+                    responses=torch.arange(length),
+                    response_mask=torch.ones(length, dtype=torch.int64),
+                    rm_scores=torch.zeros(length),
+                    rollout_log_probs=-torch.rand(length, generator=g),
+                    old_log_probs=-torch.rand(length, generator=g),
+                    uid=f"{prefix}{uid}",
+                    extra_fields={"reward_extra_info": info},
+                )
+            )
+            sc.append(torch.rand(PROMPT_LEN + length, generator=g))
+            tags.append({"status": "success", "prompt_len": PROMPT_LEN, "response_len": length})
+    fields = tu.list_of_dict_to_tensordict(samples)
+    fields["self_certainty"] = torch.nested.as_nested_tensor(sc, layout=torch.jagged)
+    return tq.kv_batch_put(keys=keys, partition_id=PARTITION, fields=fields, tags=tags)
+
+
+def test_a_session_votes_once_by_its_final_output(transfer_queue):
+    """Two sessions with 3 and 1 outputs train exactly as the same sessions voted once each: the earlier outputs
+    (whose answers differ here, so voting them would change the result) take the final output's advantage."""
+    multi = {("m", 0): ["4", "9", "5"], ("m", 1): ["5"], ("m", 2): ["6"], ("m", 3): ["5"]}
+    multi |= {("n", s): [a] for s, a in enumerate(["1", "2", "2", "2"])}
+    single = {session: answers[-1:] for session, answers in multi.items()}
+    batches = [put_sessions(prefix, sessions) for prefix, sessions in (("x", multi), ("y", single))]
+    for batch in batches:
+        make_trainer()._compute_advantage(batch, {})
+    got = [dict(zip(b.keys, fetch(b, "advantages")["advantages"][:, 0].tolist(), strict=True)) for b in batches]
+    for (uid, session), answers in multi.items():
+        once = got[1][f"y{uid}_{session}_0"]
+        for index in range(len(answers)):
+            assert got[0][f"x{uid}_{session}_{index}"] == pytest.approx(once, abs=1e-6)
+    assert len(set(round(v, 5) for v in got[1].values())) > 2  # the vote and self-certainty spread the sessions
+
+
+def test_session_finals_from_verls_keys():
+    from verl_rlif.adapters.sessions import session_finals
+
+    final, source = session_finals(["u_0_0", "u_0_2", "u_1_0", "u_0_1", "pad9_0_0"])
+    assert final.tolist() == [False, True, True, False, True]
+    assert source.tolist() == [1, 1, 2, 1, 4]

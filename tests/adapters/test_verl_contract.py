@@ -23,20 +23,41 @@ def test_pinned_verl_version():
         ("_compute_ref_log_prob", ["self", "batch", "metrics"]),
         ("_compute_advantage", ["self", "batch", "metrics"]),
         ("_update_actor", ["self", "batch", "metrics"]),
-        ("_build_replay_buffer", ["self"]),
     ],
 )
 def test_trainer_step_methods(method, expected):
-    from verl.trainer.ppo.v1.trainer_sync import PPOTrainerSync
+    from verl.trainer.ppo.v1 import PPOTrainerColocateAsync, PPOTrainerSeparateAsync, PPOTrainerSync
 
-    assert params(getattr(PPOTrainerSync, method)) == expected
+    for cls in (PPOTrainerSync, PPOTrainerColocateAsync, PPOTrainerSeparateAsync):  # one mixin over each
+        assert params(getattr(cls, method)) == expected, cls
 
 
-def test_trainer_reads_trainer_mode_to_choose_the_replay_buffer():
+def test_verl_reads_the_trainer_mode_from_the_config():
+    """Why the rlif trainers hand verl a copy of the config with the base mode (not just ``self.trainer_mode``)."""
     from verl.trainer.ppo.v1.trainer_base import PPOTrainer
+    from verl.utils.skip.rollout_skip import RolloutTqSkip
 
-    source = inspect.getsource(PPOTrainer._build_replay_buffer)
-    assert 'self.trainer_mode == "sync"' in source  # why RLIFTrainer sets trainer_mode = "sync"
+    assert "self.trainer_mode = self.config.trainer.v1.trainer_mode" in inspect.getsource(PPOTrainer.__init__)
+    assert "self.config.trainer.v1.get(self.trainer_mode" in inspect.getsource(PPOTrainer._build_replay_buffer)
+    assert "global_config.trainer.v1.trainer_mode" in inspect.getsource(RolloutTqSkip.__init__)
+
+
+def test_separate_async_computes_old_log_probs_with_pi_old_restored():
+    """verl's separate_async swaps pi_old in around ``super()._compute_old_log_prob``: our flag, set around the whole
+    step, therefore computes self-certainty with the same weights as the old log-probs."""
+    from verl.trainer.ppo.v1 import PPOTrainerSeparateAsync
+
+    source = inspect.getsource(PPOTrainerSeparateAsync._compute_old_log_prob)
+    restore = source.index("self.actor_rollout_wg.restore_model_from_cpu(0)")
+    assert restore < source.index("result = super()._compute_old_log_prob(batch, metrics)", restore)
+
+
+def test_engine_registry_table():
+    """The engine-variant test reads verl's private table ``EngineRegistry._engines``: model type -> backend -> key
+    (device, or (device, vendor)) -> class."""
+    from verl.workers.engine import EngineRegistry, FSDPEngineWithLMHead
+
+    assert EngineRegistry._engines["language_model"]["fsdp"]["cuda"] is FSDPEngineWithLMHead
 
 
 def test_fsdp_engine_surface():
@@ -148,3 +169,35 @@ def test_test_support_surface():
     assert params(BaseRollout.__init__)[:4] == ["self", "config", "model_config", "device_mesh"]
     source = inspect.getsource(initialize_global_process_group_ray)
     assert "if not torch.distributed.is_initialized()" in source  # why a gloo group started first is kept
+
+
+def test_custom_sampler_hook_and_replay_buffer_surface():
+    """Vote-aware dynamic sampling: verl builds our replay buffer from ``trainer.v1.sampler.custom_sampler`` with these
+    keywords, and refills through ``_add_prompts_to_generate(num_prompts)``."""
+    from verl.trainer.ppo.v1.replay_buffer import ReplayBuffer, ReplayBufferAsync
+    from verl.trainer.ppo.v1.trainer_base import PPOTrainer
+
+    source = inspect.getsource(PPOTrainer._build_replay_buffer)
+    assert "load_extern_type(custom_sampler.path, custom_sampler.name)" in source
+    assert "refill_fn=self._add_prompts_to_generate" in source and "sampler_kwargs=" in source
+    assert params(PPOTrainer._add_prompts_to_generate) == ["self", "num_prompts"]
+    for cls in (ReplayBuffer, ReplayBufferAsync):
+        assert params(cls.sample) == ["self", "global_steps", "partition_id", "batch_size"]
+    assert {"sampler_kwargs", "refill_fn"} <= set(params(ReplayBuffer.__init__))
+
+
+def test_agent_loop_keys_and_session_reward_copy():
+    """A session's outputs are keyed ``{uid}_{session_id}_{index}`` and carry the final output's reward info."""
+    from verl.trainer.ppo.v1 import agent_loop_tq
+
+    source = inspect.getsource(agent_loop_tq)  # the worker class is a Ray actor class: read its module
+    assert 'keys.append(f"{uid}_{session_id}_{i}")' in source
+    assert 'output.extra_fields["reward_extra_info"] = final_output.extra_fields["reward_extra_info"]' in source
+
+
+def test_engine_variants_extend_verls_lm_engines():
+    from verl.workers import engine
+
+    assert issubclass(engine.FSDPTurboEngineWithLMHead, engine.FSDPEngineWithLMHead)
+    if engine.MindspeedEngineWithLMHead is not None:  # only where MindSpeed imports (npu)
+        assert issubclass(engine.MindspeedEngineWithLMHead, engine.MegatronEngineWithLMHead)

@@ -19,6 +19,11 @@ ENGINE_VENDOR = "rlif"
 ENGINE_VENDOR_KEY = "ray_kwargs.ray_init.runtime_env.env_vars.VERL_ENGINE_VENDOR"
 REFERENCE_REWARD_KEY = "reward.custom_reward_function"
 REFERENCE_REWARD_PATH = "pkg://verl_rlif.adapters.ground_truth_reward"
+TRAINER_MODE_KEY = "trainer.v1.trainer_mode"
+TRAINER_MODES = {"rlif": "sync", "rlif_colocate_async": "colocate_async", "rlif_separate_async": "separate_async"}
+"""Our trainer modes -> the verl v1 mode each one runs (the schedule, replay buffer and checkpointing are verl's)."""
+SELF_CERTAINTY_BACKENDS = ("fsdp", "fsdp2", "fsdp_turbo", "megatron")
+"""``actor_rollout_ref.actor.strategy`` values whose verl engine our engines extend (docs/how-it-plugs-into-verl.md)."""
 
 
 class ConfigError(ValueError):
@@ -45,7 +50,7 @@ def _engine_vendor_problem(config: DictConfig) -> str | None:
         return None
     return (
         f"VERL_ENGINE_VENDOR is {vendor!r} for the Ray workers, so verl picks its own engines and self-certainty is "
-        f"never computed: set +{ENGINE_VENDOR_KEY}={ENGINE_VENDOR} (configs/rlif_plugin.yaml does), or export "
+        f"never computed: set +{ENGINE_VENDOR_KEY}={ENGINE_VENDOR} (the packaged rlif_plugin.yaml does), or export "
         f"VERL_ENGINE_VENDOR={ENGINE_VENDOR} on every node before `ray start`"
     )
 
@@ -53,7 +58,6 @@ def _engine_vendor_problem(config: DictConfig) -> str | None:
 def _switch_problems(config: DictConfig, rlif: RLIFConfig) -> list[str]:
     expected = [
         ("trainer.use_v1", True, "the legacy v0 trainer cannot carry self-certainty or vote over groups"),
-        ("trainer.v1.trainer_mode", "rlif", "only the rlif trainer computes the vote and self-certainty rewards"),
         ("algorithm.adv_estimator", "rlif_gdpo", "the rlif trainer combines its rewards with GDPO"),
         ("reward.reward_manager.name", "rlif", "the rlif reward manager provides the answer keys the vote needs"),
     ]
@@ -62,12 +66,22 @@ def _switch_problems(config: DictConfig, rlif: RLIFConfig) -> list[str]:
         for key, want, why in expected
         if _get(config, key) != want
     ]
+    mode = _get(config, TRAINER_MODE_KEY)
+    if mode not in TRAINER_MODES:
+        modes = " or ".join(f"{ours} (verl's {verl})" for ours, verl in TRAINER_MODES.items())
+        problems.append(
+            f"{TRAINER_MODE_KEY}={mode!r}: only the rlif trainers compute the vote and self-certainty rewards; "
+            f"set {TRAINER_MODE_KEY}=rlif, or one of {modes}"
+        )
     if _get(config, "reward.reward_manager.source", "register") != "register":
         problems.append("reward.reward_manager.source must be 'register' to select the rlif reward manager")
     if _get(config, "algorithm.filter_groups.enable", False):
+        problems.append(_filter_groups_problem(_get(config, "algorithm.filter_groups.metric")))
+    custom_sampler = _get(config, "trainer.v1.sampler.custom_sampler.name")
+    if rlif.dynamic_sampling.enable and custom_sampler:
         problems.append(
-            "algorithm.filter_groups.enable=true filters groups on reward-manager scores before the vote (with a "
-            "ground-truth reward that leaks labels into training): set algorithm.filter_groups.enable=false"
+            f"rlif.dynamic_sampling.enable=true brings its own replay buffer, but trainer.v1.sampler.custom_sampler "
+            f"selects {custom_sampler!r}: unset trainer.v1.sampler.custom_sampler or rlif.dynamic_sampling.enable"
         )
     problems.extend(_group_problem(config))
     if "self_certainty" in rlif.rewards:
@@ -78,7 +92,60 @@ def _switch_problems(config: DictConfig, rlif: RLIFConfig) -> list[str]:
             f"algorithm.rollout_correction.bypass_mode=true skips the old-log-prob forward pass that computes "
             f"{' and '.join(token_rewards)}; set algorithm.rollout_correction.bypass_mode=false"
         )
+    if _get(config, TRAINER_MODE_KEY) == "rlif_separate_async":
+        problems.extend(_separate_async_problems(config))
     return problems
+
+
+def _separate_async_problems(config: DictConfig) -> list[str]:
+    """What verl's separate_async trainer asserts only once Ray is up, said here with the fix."""
+    rollout, problems = "actor_rollout_ref.rollout", []
+    nodes, per_node = int(_get(config, f"{rollout}.nnodes", 0)), int(_get(config, f"{rollout}.n_gpus_per_node", 0))
+    replica = _product(
+        config, rollout, ("tensor_model_parallel_size", "data_parallel_size", "pipeline_model_parallel_size")
+    )
+    if nodes <= 0 or per_node <= 0:
+        problems.append(
+            f"trainer.v1.trainer_mode=rlif_separate_async generates on a standalone rollout pool, but {rollout}.nnodes="
+            f"{nodes} x {rollout}.n_gpus_per_node={per_node} gives it no GPUs: set both (GPUs besides the trainer's)"
+        )
+    elif (nodes * per_node) % replica or (replica > per_node and replica % per_node):
+        problems.append(
+            f"{rollout} TP x DP x PP = {replica} GPUs per replica does not divide the standalone rollout pool "
+            f"({rollout}.nnodes={nodes} x {rollout}.n_gpus_per_node={per_node} = {nodes * per_node} GPUs; a replica "
+            f"larger than a node must span whole nodes): change the pool or {rollout}.tensor_model_parallel_size"
+        )
+    backend = _get(config, f"{rollout}.checkpoint_engine.backend", "naive")
+    if backend == "naive":
+        problems.append(
+            f"{rollout}.checkpoint_engine.backend=naive cannot send weights to a standalone rollout pool: set it to "
+            f"nccl (or nixl, mooncake) for trainer.v1.trainer_mode=rlif_separate_async"
+        )
+    batch, mini = (
+        _get(config, "data.train_batch_size", 0),
+        _get(config, "actor_rollout_ref.actor.ppo_mini_batch_size", 0),
+    )
+    sync_step = int(_get(config, "trainer.v1.separate_async.parameter_sync_step", 1))
+    if batch != sync_step * mini:
+        problems.append(
+            f"separate_async trains one mini-batch per weight version: data.train_batch_size={batch} must equal "
+            f"trainer.v1.separate_async.parameter_sync_step={sync_step} x actor_rollout_ref.actor.ppo_mini_batch_size"
+            f"={mini}; change one of them"
+        )
+    return problems
+
+
+def _filter_groups_problem(metric) -> str:
+    """verl's DAPO filter reads a per-response number from the reward manager; ours returns none worth filtering."""
+    why = {
+        "acc": "filters on ground-truth accuracy, a label leak into training",
+        "reward": "filters on the rlif reward manager's score, which is always 0: every group would be dropped and "
+        "verl would refill for ever",
+    }.get(metric, f"filters on the reward-manager value {metric!r} before the vote, which the vote never sees")
+    return (
+        f"algorithm.filter_groups.enable=true with metric={metric!r} {why}; set algorithm.filter_groups.enable=false "
+        f"and use vote-aware dynamic sampling instead: rlif.dynamic_sampling.enable=true"
+    )
 
 
 def _self_certainty_problems(config: DictConfig) -> list[str]:
@@ -86,6 +153,13 @@ def _self_certainty_problems(config: DictConfig) -> list[str]:
     vendor = _engine_vendor_problem(config)
     if vendor:
         problems.append(vendor)
+    strategy = _get(config, "actor_rollout_ref.actor.strategy")
+    if strategy not in SELF_CERTAINTY_BACKENDS:
+        problems.append(
+            f"actor_rollout_ref.actor.strategy={strategy!r}: verl-rlif computes self-certainty inside the engines "
+            f"of {', '.join(SELF_CERTAINTY_BACKENDS)} only (subclasses of verl's FSDP and Megatron LM engines); "
+            f"pick one of those, or drop self_certainty from rlif.rewards"
+        )
     if _get(config, "actor_rollout_ref.model.use_fused_kernels", False):
         problems.append(
             "actor_rollout_ref.model.use_fused_kernels=true: fused kernels never materialise the logits that "
@@ -171,17 +245,17 @@ def _parallelism_problems(config: DictConfig) -> list[str]:
 
 def _reference_problems(config: DictConfig) -> list[str]:
     """The supervised reference must train with verl's own trainer, estimator and a ground-truth reward."""
-    plugin_parts = [
-        ("trainer.v1.trainer_mode", "rlif", "sync"),
-        ("algorithm.adv_estimator", "rlif_gdpo", "grpo"),
-        ("reward.reward_manager.name", "rlif", "naive"),
+    plugin_parts = [  # key, the plugin's values, verl's own value to use instead
+        (TRAINER_MODE_KEY, tuple(TRAINER_MODES), TRAINER_MODES.get(_get(config, TRAINER_MODE_KEY), "sync")),
+        ("algorithm.adv_estimator", ("rlif_gdpo",), "grpo"),
+        ("reward.reward_manager.name", ("rlif",), "naive"),
     ]
     problems = [
-        f"{key}={mine!r} contradicts rlif.ground_truth_reference=true (the plugin's part never trains on labels); "
-        f"set {key}={verl} (preset=ground_truth_grpo sets all of these), or rlif.ground_truth_reference=false for a "
-        f"label-free run"
+        f"{key}={_get(config, key)!r} contradicts rlif.ground_truth_reference=true (the plugin's part never trains on "
+        f"labels); set {key}={verl} (preset=ground_truth_grpo sets all of these), or rlif.ground_truth_reference=false "
+        f"for a label-free run"
         for key, mine, verl in plugin_parts
-        if _get(config, key) == mine
+        if _get(config, key) in mine
     ]
     return problems + _group_problem(config)
 
@@ -260,7 +334,7 @@ def verify_registered(config: DictConfig) -> None:
     needed = []
     if not RLIFConfig.from_training_config(config).ground_truth_reference:
         needed += [
-            ("trainer mode", get_trainer_cls, "rlif", "verl_rlif.adapters.trainer"),
+            ("trainer mode", get_trainer_cls, _get(config, TRAINER_MODE_KEY), "verl_rlif.adapters.trainer"),
             ("advantage estimator", get_adv_estimator_fn, "rlif_gdpo", "verl_rlif.adapters.advantage"),
             ("reward manager", get_reward_manager_cls, "rlif", "verl_rlif.adapters.reward_manager"),
         ]

@@ -1,6 +1,6 @@
 """Imported when verl's engine package loads: registers our FSDP engine, and our Megatron engine where
-Megatron imports. A missing Megatron is recorded (``verl_rlif.register.LOAD_ERRORS``), not fatal: FSDP users
-need not install it."""
+Megatron imports, then the variants for verl's other FSDP/Megatron-derived backends (``engine_variants``). A
+missing Megatron is recorded (``verl_rlif.register.LOAD_ERRORS``), not fatal: FSDP users need not install it."""
 
 from verl_rlif import register
 from verl_rlif.adapters import fsdp_engine  # noqa: F401  (registers on import)
@@ -9,3 +9,5 @@ try:
     from verl_rlif.adapters import megatron_engine  # noqa: F401
 except ImportError as exc:
     register.LOAD_ERRORS["verl_rlif.adapters.megatron_engine"] = f"{type(exc).__name__}: {exc}"
+
+from verl_rlif.adapters import engine_variants  # noqa: E402, F401  (after megatron_engine: MindSpeed extends it)

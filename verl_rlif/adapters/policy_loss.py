@@ -1,7 +1,7 @@
 """Policy loss ``rlif_kl_cov``: KL-Cov with device-only token selection, unbiased k (``verl_rlif.core.kl_cov``).
 
 Selected by ``actor_rollout_ref.actor.policy_loss.loss_mode=rlif_kl_cov``. Reads verl's existing fields
-``policy_loss.kl_cov_ratio`` (rho, a fraction) and ``policy_loss.ppo_kl_coef`` (beta); ``configs/rlif_plugin.yaml``
+``policy_loss.kl_cov_ratio`` (rho, a fraction) and ``policy_loss.ppo_kl_coef`` (beta); ``rlif_plugin.yaml``
 sets both from ``rlif.kl_cov``. Aggregates with verl's ``agg_loss(**config.global_batch_info)``, so the loss
 does not change with the data-parallel size. verl's own ``kl_cov`` stays registered and untouched.
 """

@@ -19,7 +19,7 @@ Extraction runs in the event loop's thread pool, so verl's concurrent ``run_sing
 the ``code`` extractor in parallel (``verl_rlif.sandbox`` is thread-safe). With a ``code`` extractor configured,
 the sandbox starts in ``__init__`` and refuses there if its required isolation layers are missing.
 
-Select with ``reward.reward_manager.name=rlif`` (``configs/rlif.yaml`` does).
+Select with ``reward.reward_manager.name=rlif`` (``verl_rlif/configs/rlif.yaml`` does).
 """
 
 from __future__ import annotations

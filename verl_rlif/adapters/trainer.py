@@ -1,12 +1,17 @@
-"""Trainer mode ``rlif`` (verl's v1 ``TRAINER_REGISTRY``): verl's sync trainer with the RLIF advantage step.
+"""Trainer modes ``rlif``, ``rlif_colocate_async``, ``rlif_separate_async`` (verl's v1 ``TRAINER_REGISTRY``).
 
-Selected by ``trainer.v1.trainer_mode=rlif``. It changes four steps of ``PPOTrainerSync`` and nothing else:
+One mixin, :class:`RLIFSteps`, applied to each of verl's registered v1 trainers (``sync``, ``colocate_async``,
+``separate_async``): the schedule, replay buffer, weight sync and checkpointing stay verl's; the mixin changes
+four steps and nothing else:
 
 * ``__init__``: validates the config (``verl_rlif.adapters.checks``) and checks that every component is
-  registered in this process, before any worker starts;
+  registered in this process, before any worker starts; then hands verl its own copy of the config whose
+  ``trainer.v1.trainer_mode`` is the base mode (verl reads the mode from the config in several places:
+  replay buffer, dataloader, checkpointing, rollout skip);
 * ``_compute_old_log_prob``: asks the actor engine for self-certainty in the same forward pass as the old
   log-probs (micro-batch flag ``calculate_self_certainty``); the engine's extra output lands in
-  TransferQueue under ``self_certainty``;
+  TransferQueue under ``self_certainty``. The flag wraps verl's whole step, so under ``separate_async`` (which
+  swaps the saved pi_old weights in around that pass) self-certainty comes from the same pi_old as the log-probs;
 * ``_compute_ref_log_prob``: forces the flag off (the reference pass writes its outputs under the same keys);
 * ``_compute_advantage``: fetches uids, answer keys (from the reward manager's ``reward_extra_info``) and
   self-certainty, optionally merges equivalent keys within each group, runs ``verl_rlif.core.step.rlif_step``
@@ -16,27 +21,35 @@ Selected by ``trainer.v1.trainer_mode=rlif``. It changes four steps of ``PPOTrai
   part. Rollout correction (IS weights) is applied exactly as verl's own step does.
 
 verl internals relied on (pinned verl==0.9.1; docs/how-it-plugs-into-verl.md): the private ``_compute_*``
-step methods and ``_build_replay_buffer``, ``batch.extra_info``/``batch.tags`` of ``KVBatchMeta``, and the
-TransferQueue field names ``uid``, ``response_mask``, ``extra_fields``, ``old_log_probs``, ``rollout_log_probs``,
-``entropy``.
+step methods, ``batch.extra_info``/``batch.tags`` of ``KVBatchMeta``, and the TransferQueue field names ``uid``,
+``response_mask``, ``extra_fields``, ``old_log_probs``, ``rollout_log_probs``, ``entropy``.
 """
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import logging
 
 import torch
 import transfer_queue as tq
+from omegaconf import DictConfig, OmegaConf, open_dict
 from tensordict import TensorDict
 from verl.protocol import DataProto
 from verl.trainer.ppo.rollout_corr_helper import compute_rollout_correction_and_add_to_batch
-from verl.trainer.ppo.v1 import register_trainer
-from verl.trainer.ppo.v1.trainer_sync import PPOTrainerSync
+from verl.trainer.ppo.v1 import (
+    PPOTrainerColocateAsync,
+    PPOTrainerSeparateAsync,
+    PPOTrainerSync,
+    register_trainer,
+)
 from verl.workers.utils.padding import response_from_nested, response_to_nested
 
-from verl_rlif.adapters.checks import validate, verify_registered
+from verl_rlif.adapters import dynamic_sampling
+from verl_rlif.adapters.checks import SELF_CERTAINTY_BACKENDS, TRAINER_MODE_KEY, validate, verify_registered
 from verl_rlif.adapters.engine_flags import CHUNK_KEY, FLAG, OUTPUT_KEY
 from verl_rlif.adapters.reward_manager import configure_answer_backends
+from verl_rlif.adapters.sessions import session_finals
 from verl_rlif.answers.merge import merge_equivalent_keys
 from verl_rlif.config import RLIFConfig
 from verl_rlif.core.step import RLIFStep, rlif_step
@@ -44,11 +57,13 @@ from verl_rlif.core.step import RLIFStep, rlif_step
 logger = logging.getLogger(__name__)
 
 NAME = "rlif"
+"""The synchronous mode; ``checks.TRAINER_MODES`` lists every mode and the verl mode it runs."""
 ENTROPY_KEY = "entropy"
 """TransferQueue field verl's ``_compute_old_log_prob`` writes (per response token, nats) on every step."""
 MISSING_SELF_CERTAINTY = (
     "the actor returned no self_certainty: VERL_ENGINE_VENDOR=rlif did not reach the Ray workers, or "
-    "actor_rollout_ref.actor.strategy selects an engine verl-rlif does not extend (supported: fsdp, fsdp2, megatron)"
+    f"actor_rollout_ref.actor.strategy selects an engine verl-rlif does not extend (supported: "
+    f"{', '.join(SELF_CERTAINTY_BACKENDS)})"
 )
 
 
@@ -75,22 +90,47 @@ def _drop_self_certainty_flags(batch) -> None:
     batch.extra_info.pop(CHUNK_KEY, None)
 
 
-@register_trainer(NAME)
-class RLIFTrainer(PPOTrainerSync):
-    """verl's synchronous v1 trainer with vote + self-certainty rewards combined by GDPO."""
+def verl_config(config: DictConfig, base_mode: str, rlif: RLIFConfig) -> DictConfig:
+    """The trainer's own copy of ``config`` for verl; ``config`` itself is left as it is.
+
+    * ``trainer.v1.trainer_mode`` is verl's ``base_mode``: verl reads the mode from the config (not only from
+      ``self.trainer_mode``): the replay-buffer class and its per-mode settings ``trainer.v1.<mode>.*``, exact-refill
+      dataloading, TransferQueue checkpointing and re-issue, and the rollout-skip cache. Each must see the schedule
+      the trainer runs.
+    * with ``rlif.dynamic_sampling.enable``: verl's custom-sampler hook selects our vote-aware replay buffer, which
+      gets the ``rlif`` section through ``sampler_kwargs``, and prompts are fetched one at a time so a refill asks
+      for exactly the missing number (what verl does for its own dynamic sampling).
+    """
+    own = copy.deepcopy(config)
+    with open_dict(own):
+        own.trainer.v1.trainer_mode = base_mode
+        if rlif.dynamic_sampling.enable:
+            sampler = own.trainer.v1.sampler
+            sampler.custom_sampler = {
+                "path": dynamic_sampling.MODULE_PATH,
+                "name": dynamic_sampling.sampler_for(base_mode),
+            }
+            sampler.sampler_kwargs = {
+                **(sampler.get("sampler_kwargs") or {}),
+                dynamic_sampling.SAMPLER_KWARG: own.get("rlif") or {},
+            }
+            own.data.gen_batch_size = 1
+    return own
+
+
+class RLIFSteps:
+    """The RLIF steps, mixed into one of verl's v1 trainer classes (``base_mode`` names it in verl's registry)."""
+
+    base_mode: str = "sync"
 
     def __init__(self, config):
         for warning in validate(config):
             logger.warning("verl-rlif: %s", warning)
         verify_registered(config)
         self.rlif = RLIFConfig.from_training_config(config)
+        self.rlif_trainer_mode = OmegaConf.select(config, TRAINER_MODE_KEY)
         configure_answer_backends(self.rlif)  # the vote-time merge asks the symbolic worker
-        super().__init__(config)
-
-    def _build_replay_buffer(self):
-        # verl treats every trainer_mode other than "sync" as asynchronous; this trainer runs the sync schedule.
-        self.trainer_mode = "sync"
-        return super()._build_replay_buffer()
+        super().__init__(verl_config(config, self.base_mode, self.rlif))
 
     @property
     def _uses_self_certainty(self) -> bool:
@@ -133,7 +173,10 @@ class RLIFTrainer(PPOTrainerSync):
         if uses_entropy:  # verl's old-log-prob step stores it response-only already
             token_entropy = data.pop(ENTROPY_KEY).to_padded_tensor(0.0)
         infos = reward_extra_infos(data.pop("extra_fields"))
-        include = torch.tensor([not tag.get("is_padding", False) for tag in batch.tags])
+        # a session votes once, by its final output, and every output of the session trains on that result (as
+        # verl's GRPO does); the default single-output agent loop has one final output per session
+        final, source = session_finals(list(batch.keys))
+        include = torch.tensor([not tag.get("is_padding", False) for tag in batch.tags]) & final
 
         padded = DataProto(batch=data.to_padded_tensor())
         uids = padded.batch.pop("uid").tolist()
@@ -152,6 +195,9 @@ class RLIFTrainer(PPOTrainerSync):
             token_entropy=token_entropy,
         )
         metrics.update(step.metrics)
+        step = dataclasses.replace(
+            step, advantages=step.advantages[source], combined_reward=step.combined_reward[source]
+        )
         output = self._advantage_fields(step, padded, mask, metrics)
         nested = {name: response_to_nested(value, response_mask) for name, value in output.items()}
         return tq.kv_batch_put(
@@ -172,3 +218,25 @@ class RLIFTrainer(PPOTrainerSync):
             if "rollout_is_weights" in padded.batch:
                 out["rollout_is_weights"] = padded.batch["rollout_is_weights"]
         return out
+
+
+# One class per verl v1 mode: the mixin first, so its steps wrap verl's (super() is the verl trainer's step).
+@register_trainer("rlif")
+class RLIFTrainer(RLIFSteps, PPOTrainerSync):
+    """verl's synchronous v1 trainer with vote + self-certainty rewards combined by GDPO."""
+
+    base_mode = "sync"
+
+
+@register_trainer("rlif_colocate_async")
+class RLIFColocateAsyncTrainer(RLIFSteps, PPOTrainerColocateAsync):
+    """verl's colocated asynchronous trainer (partial rollout on the training GPUs) with the RLIF steps."""
+
+    base_mode = "colocate_async"
+
+
+@register_trainer("rlif_separate_async")
+class RLIFSeparateAsyncTrainer(RLIFSteps, PPOTrainerSeparateAsync):
+    """verl's separated asynchronous trainer (standalone rollout pool, decoupled pi_old) with the RLIF steps."""
+
+    base_mode = "separate_async"

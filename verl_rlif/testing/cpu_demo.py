@@ -12,7 +12,7 @@ from verl_rlif.testing.smollm2 import DEFAULT_CACHE, smollm2_path
 DEFAULT_OUTPUT = os.path.join("outputs", "demo")
 TRAIN_PROMPTS, VAL_PROMPTS = 64, 8
 
-# configs/demo/cpu.yaml picks verl's FSDP2 engine for the actor (what rlif.yaml runs); on top of rlif_megatron the
+# demo/cpu.yaml picks verl's FSDP2 engine for the actor (what rlif.yaml runs); on top of rlif_megatron the
 # actor goes back to Megatron, at TP=1 in the demo's single training process (the reference follows rlif_megatron)
 ENGINE_OVERRIDES = {
     "rlif_megatron": [

@@ -39,8 +39,14 @@ def verl_rows(problems: list[tuple[str, str]], split: str) -> list[dict]:
     ]
 
 
-def write_arithmetic_parquet(directory: str, train: int, val: int, seed: int = 0) -> tuple[str, str]:
-    """Write ``train.parquet`` and ``val.parquet`` (disjoint problems) and return their paths."""
+def write_arithmetic_parquet(
+    directory: str, train: int, val: int, seed: int = 0, greedy_every: int = 0
+) -> tuple[str, str]:
+    """Write ``train.parquet`` and ``val.parquet`` (disjoint problems) and return their paths.
+
+    ``greedy_every=k`` marks every k-th training prompt (0, k, 2k, ...) with verl's per-prompt column
+    ``__do_sample__=False``: its whole group is generated greedily, so its responses agree (a unanimous group).
+    """
     import pandas as pd
 
     problems = arithmetic_problems(train + val, seed=seed)
@@ -48,6 +54,9 @@ def write_arithmetic_parquet(directory: str, train: int, val: int, seed: int = 0
     paths = []
     for split, rows in (("train", problems[:train]), ("val", problems[train:])):
         path = os.path.join(directory, f"{split}.parquet")
-        pd.DataFrame(verl_rows(rows, split)).to_parquet(path)
+        frame = pd.DataFrame(verl_rows(rows, split))
+        if greedy_every and split == "train":
+            frame["__do_sample__"] = [i % greedy_every != 0 for i in range(len(frame))]
+        frame.to_parquet(path)
         paths.append(path)
     return paths[0], paths[1]
