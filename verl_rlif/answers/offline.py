@@ -60,7 +60,7 @@ def vote_records(
         }
         if record.get("answer") is not None:
             answer = str(record["answer"])
-            truth = truths[answer] if answer in truths else truths.setdefault(answer, extractor.canonical(answer))
+            truth = truths[answer] if answer in truths else truths.setdefault(answer, extractor.canonical_truth(answer))
             annotated["correct"] = keys[i] is not None and keys[i] == truth
         out.append(annotated)
     summary = {
