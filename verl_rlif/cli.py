@@ -156,11 +156,14 @@ def _checked_config(prog: str, config_path: str, config_name: str, overrides: li
 
 
 def _check(args: argparse.Namespace) -> int:
-    code, found, _ = _checked_config("verl-rlif check", args.config_path, args.config_name, args.overrides)
+    code, found, config = _checked_config("verl-rlif check", args.config_path, args.config_name, args.overrides)
     if code:
         return code
     for warning in found:
         print(f"warning: {warning}")
+    from verl_rlif.adapters.checks import describe
+
+    print(describe(config))
     print(f"verl-rlif check: {args.config_name} is valid ({len(found)} warning(s))")
     return 0
 

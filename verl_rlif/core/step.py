@@ -118,6 +118,7 @@ def rlif_step(
     gdpo = gdpo_advantages(rewards, pick(group_ids), config.gdpo, response_mask=mask.cpu())
     for name, fraction in zip(config.rewards, gdpo.zero_variance_group_fraction.tolist(), strict=True):
         metrics[f"rlif/zero_variance_groups/{name}"] = fraction
+    metrics["rlif/gdpo/batch_std"] = gdpo.batch_std.item()
     metrics.update(monitor_metrics(vote, pick(correct) if correct is not None else None))
 
     advantages = torch.zeros(num)
