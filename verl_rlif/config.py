@@ -72,8 +72,25 @@ class VoteConfig:
     min_majority_ratio: float = 0.0
     """Fraction of the group (0..1). A group whose largest cluster holds fewer responses than this fraction gets
     reward 0 for every response (EMPO uses 0.25-0.3). 0 disables the gate."""
+    voters_per_prompt: int | None = None
+    """Responses per prompt that vote: ``null`` means ``actor_rollout_ref.rollout.n``, which verl generates and
+    which must equal it when set (``verl-rlif check`` says so)."""
+    trained_per_prompt: int | None = None
+    """Responses per prompt trained on, drawn at random within each group after the vote over all voters (TTRL:
+    64 voted, 32 trained). ``null`` trains on every voter. No old-log-prob, reference or update pass runs on the
+    others."""
 
     def __post_init__(self) -> None:
+        for name in ("voters_per_prompt", "trained_per_prompt"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 2):
+                raise ValueError(f"rlif.vote.{name}={value!r} must be an int >= 2 (a group of one has no signal)")
+        voters, trained = self.voters_per_prompt, self.trained_per_prompt
+        if voters is not None and trained is not None and trained > voters:
+            raise ValueError(
+                f"rlif.vote.trained_per_prompt={trained} exceeds rlif.vote.voters_per_prompt={voters}: the trained "
+                f"responses are a subset of the voters"
+            )
         _require_choice("rlif.vote.mode", self.mode, VOTE_MODES)
         _require_choice("rlif.vote.tie_policy", self.tie_policy, TIE_POLICIES)
         _require_range("rlif.vote.min_majority_ratio", self.min_majority_ratio, 0.0, 1.0)

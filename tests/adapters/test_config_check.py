@@ -51,6 +51,7 @@ def test_every_experiment_and_preset_passes_the_check_command(name, preset, monk
     # the single-reward presets announce GRPO's normalisation, the method GDPO's
     assert ("without batch whitening (GRPO normalisation)" in out) == preset.endswith("_only")
     assert ("GDPO (1 x vote, 1 x self_certainty)" in out) == (preset == "full")
+    assert "responses per prompt" in out
 
 
 @pytest.mark.parametrize("name", EXPERIMENTS)
@@ -73,6 +74,16 @@ def test_presets_change_only_the_reward(name):
         resolved = composed(f"preset={preset}", name=name).actor_rollout_ref.actor.policy_loss.loss_mode
         assert resolved == "rlif_kl_cov"
         assert other.get("rlif.gdpo.whiten", "response") == ("none" if preset.endswith("_only") else "response")
+
+
+def test_voters_are_rollout_n_and_the_trained_subset_fits():
+    assert validate(composed("actor_rollout_ref.rollout.n=16", "rlif.vote.trained_per_prompt=8")) == []
+    with pytest.raises(ConfigError, match=r"voters_per_prompt=64 but actor_rollout_ref.rollout.n=8: .*rollout.n=64"):
+        validate(composed("rlif.vote.voters_per_prompt=64"))
+    with pytest.raises(ConfigError, match=r"trained_per_prompt=16 exceeds the 8 voters per prompt"):
+        validate(composed("rlif.vote.trained_per_prompt=16"))
+    with pytest.raises(ConfigError, match=r"trained_per_prompt=1 must be an int >= 2"):
+        validate(composed("rlif.vote.trained_per_prompt=1"))
 
 
 def test_kl_cov_rounding_selects_the_policy_loss():

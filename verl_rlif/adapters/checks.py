@@ -60,6 +60,7 @@ def _switch_problems(config: DictConfig, rlif: RLIFConfig) -> list[str]:
             "ground-truth reward that leaks labels into training): set algorithm.filter_groups.enable=false"
         )
     problems.extend(_group_problem(config))
+    problems.extend(_voter_problems(config, rlif))
     if "self_certainty" in rlif.rewards:
         problems.extend(_self_certainty_problems(config))
     token_rewards = [name for name in rlif.rewards if name in ("self_certainty", "entropy")]
@@ -121,6 +122,23 @@ def _group_problem(config: DictConfig) -> list[str]:
     n = _get(config, "actor_rollout_ref.rollout.n", 1)
     if n < 2:
         return [f"actor_rollout_ref.rollout.n={n}: a vote needs a group; set actor_rollout_ref.rollout.n>=2"]
+    return []
+
+
+def _voter_problems(config: DictConfig, rlif: RLIFConfig) -> list[str]:
+    """``actor_rollout_ref.rollout.n`` is what verl generates, hence the source of truth for the voters."""
+    n = _get(config, "actor_rollout_ref.rollout.n", 1)
+    voters, trained = rlif.vote.voters_per_prompt, rlif.vote.trained_per_prompt
+    if voters is not None and voters != n:
+        return [
+            f"rlif.vote.voters_per_prompt={voters} but actor_rollout_ref.rollout.n={n}: verl generates rollout.n "
+            f"responses per prompt and all of them vote; set actor_rollout_ref.rollout.n={voters}"
+        ]
+    if trained is not None and trained > n:
+        return [
+            f"rlif.vote.trained_per_prompt={trained} exceeds the {n} voters per prompt "
+            f"(actor_rollout_ref.rollout.n); set it to at most {n}"
+        ]
     return []
 
 
@@ -355,4 +373,7 @@ def describe(config: DictConfig) -> str:
         )
     else:
         loss = f"policy loss {loss_mode}"
-    return f"advantage: {advantage}; {loss}"
+    voters = _get(config, "actor_rollout_ref.rollout.n", 1)
+    trained = rlif.vote.trained_per_prompt or voters
+    group = f"{voters} responses per prompt" + (f", {trained} trained" if trained < voters else "")
+    return f"advantage: {advantage}; {loss}; {group}"
