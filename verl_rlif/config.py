@@ -22,9 +22,28 @@ token entropy, a baseline). The method itself is :data:`DEFAULT_REWARDS`."""
 DEFAULT_REWARDS = ("vote", "self_certainty")
 VOTE_MODES = ("majority", "share")
 TIE_POLICIES = ("all", "none", "first")
-WHITEN_LEVELS = ("response", "token")
+WHITEN_LEVELS = ("response", "token", "none")
+KL_COV_LOSS_MODES = {"stochastic": "rlif_kl_cov", "verl": "rlif_kl_cov_verl_rounding"}
+"""``rlif.kl_cov.rounding`` -> the registered policy loss (``actor.policy_loss.loss_mode``) that implements it."""
+KL_COV_ROUNDINGS = tuple(KL_COV_LOSS_MODES)
+LOSS_MODE_RESOLVER = "rlif_kl_cov_loss_mode"
+"""OmegaConf resolver ``${rlif_kl_cov_loss_mode:${rlif.kl_cov.rounding}}`` (configs/rlif_plugin.yaml)."""
 SANDBOX_BACKENDS = ("local", "sandbox_fusion")
 SANDBOX_LAYERS = ("session", "rlimits", "env_allowlist", "private_dir", "uid_drop", "seccomp", "landlock", "namespaces")
+
+
+def kl_cov_loss_mode(rounding: str) -> str:
+    """The policy loss name for ``rlif.kl_cov.rounding`` (the ``rlif_kl_cov_loss_mode`` config resolver)."""
+    _require_choice("rlif.kl_cov.rounding", rounding, KL_COV_ROUNDINGS)
+    return KL_COV_LOSS_MODES[rounding]
+
+
+def register_config_resolver() -> None:
+    """Register :data:`LOSS_MODE_RESOLVER` with OmegaConf (idempotent); done in every process importing verl."""
+    from omegaconf import OmegaConf
+
+    if not OmegaConf.has_resolver(LOSS_MODE_RESOLVER):
+        OmegaConf.register_new_resolver(LOSS_MODE_RESOLVER, kl_cov_loss_mode)
 
 
 def _require_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
@@ -53,8 +72,25 @@ class VoteConfig:
     min_majority_ratio: float = 0.0
     """Fraction of the group (0..1). A group whose largest cluster holds fewer responses than this fraction gets
     reward 0 for every response (EMPO uses 0.25-0.3). 0 disables the gate."""
+    voters_per_prompt: int | None = None
+    """Responses per prompt that vote: ``null`` means ``actor_rollout_ref.rollout.n``, which verl generates and
+    which must equal it when set (``verl-rlif check`` says so)."""
+    trained_per_prompt: int | None = None
+    """Responses per prompt trained on, drawn at random within each group after the vote over all voters (TTRL:
+    64 voted, 32 trained). ``null`` trains on every voter. No old-log-prob, reference or update pass runs on the
+    others."""
 
     def __post_init__(self) -> None:
+        for name in ("voters_per_prompt", "trained_per_prompt"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 2):
+                raise ValueError(f"rlif.vote.{name}={value!r} must be an int >= 2 (a group of one has no signal)")
+        voters, trained = self.voters_per_prompt, self.trained_per_prompt
+        if voters is not None and trained is not None and trained > voters:
+            raise ValueError(
+                f"rlif.vote.trained_per_prompt={trained} exceeds rlif.vote.voters_per_prompt={voters}: the trained "
+                f"responses are a subset of the voters"
+            )
         _require_choice("rlif.vote.mode", self.mode, VOTE_MODES)
         _require_choice("rlif.vote.tie_policy", self.tie_policy, TIE_POLICIES)
         _require_range("rlif.vote.min_majority_ratio", self.min_majority_ratio, 0.0, 1.0)
@@ -101,15 +137,21 @@ class GDPOConfig:
     """One weight per entry of ``rlif.rewards``, in the same order."""
     eps: float = 1e-6
     """Added to the within-group std before dividing (verl's GRPO epsilon)."""
+    zero_variance_rtol: float = 1e-4
+    """A group's component counts as constant (z = 0, no signal) when its spread max - min is at most this
+    fraction of the component's standard deviation over the batch. Absorbs GPU kernel nondeterminism between
+    identical responses (TRL's GDPO and open-r1's Intuitor add an absolute 1e-4 instead); 0 is exact equality."""
     whiten: str = "response"
-    """Batch whitening statistics: ``response`` (each response counts once; default) or ``token`` (each response
-    counts once per valid token, which is verl's ``masked_whiten`` and weights long responses more)."""
+    """Batch whitening statistics: ``response`` (each response counts once; default), ``token`` (each response
+    counts once per valid token, which is verl's ``masked_whiten`` and weights long responses more) or ``none``
+    (no batch whitening: one component of weight 1 is then exactly GRPO; the single-reward presets)."""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "weights", tuple(float(w) for w in self.weights))
         if not self.weights or not all(math.isfinite(w) for w in self.weights):
             raise ValueError(f"rlif.gdpo.weights={list(self.weights)!r} must be a non-empty list of finite numbers")
         _require_range("rlif.gdpo.eps", self.eps, 0.0, 1.0, low_open=True)
+        _require_range("rlif.gdpo.zero_variance_rtol", self.zero_variance_rtol, 0.0, 1.0)
         _require_choice("rlif.gdpo.whiten", self.whiten, WHITEN_LEVELS)
 
 
@@ -122,8 +164,14 @@ class KLCovConfig:
     largest cov(A, log pi). Recipe values: 2e-3 for 7B, 2e-4 for 32B. verl calls this ``kl_cov_ratio``."""
     beta: float = 1.0
     """Coefficient of |log pi - log pi_old| on the selected tokens (verl's ``ppo_kl_coef``; the paper uses 1)."""
+    rounding: str = "stochastic"
+    """How k = rho * N becomes a whole number of tokens per micro-batch. ``stochastic``: floor plus a Bernoulli
+    draw derived from the micro-batch's data, so E[k] = rho * N exactly and every rank holding the micro-batch
+    selects alike. ``verl``: verl's and the paper code's max(1, int(rho * N)) (more than rho on small
+    micro-batches, less by flooring in between)."""
 
     def __post_init__(self) -> None:
+        _require_choice("rlif.kl_cov.rounding", self.rounding, KL_COV_ROUNDINGS)
         _require_range("rlif.kl_cov.top_token_fraction", self.top_token_fraction, 0.0, 1.0, low_open=True)
         _require_range("rlif.kl_cov.beta", self.beta, 0.0, math.inf)
 

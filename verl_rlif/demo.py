@@ -92,7 +92,9 @@ def run_demo(seed: int = 0) -> DemoResult:
             for i in range(num)
         ],
         majority_ratio=vote.majority_ratio.tolist(),
-        pseudo_label_correct=[majority_keys.get(p) == math.canonical(truth) for p, (_, truth, _) in enumerate(EXAMPLE)],
+        pseudo_label_correct=[
+            majority_keys.get(p) == math.canonical_truth(truth) for p, (_, truth, _) in enumerate(EXAMPLE)
+        ],
         kl_cov_selected_fraction=metrics["selected_fraction"].item(),
         kl_cov_loss=(loss.sum() / mask.sum()).item(),
     )

@@ -7,6 +7,9 @@ imported right after verl finishes importing the registry that adapter plugs int
 ``sys.meta_path``; no verl object is replaced). A process that never imports, say, verl's trainer registry
 (a rollout server) never pays for our trainer, and nothing is imported while verl is half-initialised.
 
+It also registers the config resolver ``rlif_kl_cov_loss_mode`` (``verl_rlif.config``, plain OmegaConf), so the
+policy loss named by ``rlif.kl_cov.rounding`` resolves wherever verl resolves the training config.
+
 verl swallows entry-point errors at DEBUG level, so an adapter that fails to import is logged at WARNING
 here and kept in :data:`LOAD_ERRORS`; the trainer names it at init (``verl_rlif.adapters.checks``).
 """
@@ -105,4 +108,15 @@ def install() -> None:
             load_adapters(verl_module)
 
 
+def _register_config_resolver() -> None:
+    try:
+        from verl_rlif.config import register_config_resolver
+
+        register_config_resolver()
+    except Exception as exc:  # same policy as the adapters: log, and let the trainer's checks name it
+        LOAD_ERRORS["verl_rlif.config"] = f"{type(exc).__name__}: {exc}"
+        logger.warning("verl-rlif: could not register the config resolver: %s", LOAD_ERRORS["verl_rlif.config"])
+
+
+_register_config_resolver()
 install()

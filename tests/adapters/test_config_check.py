@@ -48,6 +48,10 @@ def test_every_experiment_and_preset_passes_the_check_command(name, preset, monk
     assert f"{name} is valid" in out
     # the supervised reference, and only it, is announced as training on labels
     assert ("ground-truth labels ARE used for training" in out) == (preset == "ground_truth_grpo")
+    # the single-reward presets announce GRPO's normalisation, the method GDPO's
+    assert ("without batch whitening (GRPO normalisation)" in out) == preset.endswith("_only")
+    assert ("GDPO (1 x vote, 1 x self_certainty)" in out) == (preset == "full")
+    assert "responses per prompt" in out
 
 
 @pytest.mark.parametrize("name", EXPERIMENTS)
@@ -59,14 +63,38 @@ def test_presets_change_only_the_reward(name):
         return dict(_leaves(config))
 
     full = flat("full")
-    allowed = ("rlif.rewards", "rlif.gdpo.weights", "preset_name", "trainer.experiment_name")
+    # the normalisation belongs to the reward side: one component without batch whitening is GRPO (replication.md)
+    allowed = ("rlif.rewards", "rlif.gdpo.weights", "rlif.gdpo.whiten", "preset_name", "trainer.experiment_name")
     reference = ("trainer.v1.trainer_mode", "algorithm.adv_estimator", "reward.", "rlif.ground_truth_reference")
     for preset in PRESETS:
         other = flat(preset)
         changed = {k for k in full.keys() | other.keys() if full.get(k) != other.get(k)}
         ok = allowed + (reference if preset == "ground_truth_grpo" else ())
         assert all(k.startswith(ok) for k in changed), (preset, sorted(changed))
-        assert other["actor_rollout_ref.actor.policy_loss.loss_mode"] == "rlif_kl_cov"
+        resolved = composed(f"preset={preset}", name=name).actor_rollout_ref.actor.policy_loss.loss_mode
+        assert resolved == "rlif_kl_cov"
+        assert other.get("rlif.gdpo.whiten", "response") == ("none" if preset.endswith("_only") else "response")
+
+
+def test_voters_are_rollout_n_and_the_trained_subset_fits():
+    assert validate(composed("actor_rollout_ref.rollout.n=16", "rlif.vote.trained_per_prompt=8")) == []
+    with pytest.raises(ConfigError, match=r"voters_per_prompt=64 but actor_rollout_ref.rollout.n=8: .*rollout.n=64"):
+        validate(composed("rlif.vote.voters_per_prompt=64"))
+    with pytest.raises(ConfigError, match=r"trained_per_prompt=16 exceeds the 8 voters per prompt"):
+        validate(composed("rlif.vote.trained_per_prompt=16"))
+    with pytest.raises(ConfigError, match=r"trained_per_prompt=1 must be an int >= 2"):
+        validate(composed("rlif.vote.trained_per_prompt=1"))
+
+
+def test_kl_cov_rounding_selects_the_policy_loss():
+    assert composed("rlif.kl_cov.rounding=verl").actor_rollout_ref.actor.policy_loss.loss_mode == (
+        "rlif_kl_cov_verl_rounding"
+    )
+    config = composed("rlif.kl_cov.rounding=verl")
+    assert validate(config) == []
+    verify_registered(config)
+    with pytest.raises(Exception, match=r"rlif.kl_cov.rounding='round' is not valid; choose one of"):
+        _ = composed("rlif.kl_cov.rounding=round").actor_rollout_ref.actor.policy_loss.loss_mode
 
 
 def _leaves(node, prefix=""):
@@ -203,7 +231,7 @@ def test_dynamic_sampling_brings_its_own_replay_buffer():
 
 def test_kl_cov_with_one_on_policy_update_warns():
     warnings = validate(composed("data.train_batch_size=32", "actor_rollout_ref.actor.ppo_mini_batch_size=32"))
-    assert len(warnings) == 1 and "does nothing" in warnings[0] and "ppo_mini_batch_size" in warnings[0]
+    assert len(warnings) == 1 and "numerical noise" in warnings[0] and "ppo_mini_batch_size" in warnings[0]
 
 
 def test_missing_registration_names_component_and_fallback(monkeypatch):

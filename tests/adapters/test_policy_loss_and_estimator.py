@@ -29,8 +29,8 @@ def inputs(seed=0, rows=4, length=50):
     return old, logp, torch.randn(rows, length, generator=g), torch.ones(rows, length, dtype=torch.bool)
 
 
-def call(config, old, logp, adv, mask, weights=None):
-    return get_policy_loss_fn("rlif_kl_cov")(
+def call(config, old, logp, adv, mask, weights=None, loss_mode="rlif_kl_cov"):
+    return get_policy_loss_fn(loss_mode)(
         old_log_prob=old,
         log_prob=logp,
         advantages=adv,
@@ -47,6 +47,14 @@ def test_equals_verl_kl_cov_where_rounding_agrees():
     torch.testing.assert_close(loss, verl_kl_cov(old, logp, adv, mask, verl_actor_config(0.02, 0.5)))
     assert metrics["rlif/kl_cov/selected_fraction"].item() == pytest.approx(0.02)
     assert set(metrics) == {"actor/ppo_kl", "rlif/kl_cov/selected_fraction", "rlif/kl_cov/selected_abs_log_ratio"}
+
+
+@pytest.mark.parametrize("rho", [0.0185, 0.004, 0.0003])  # rho N = 1.85 (verl floors), 0.4 and 0.03 (verl inflates)
+def test_verl_rounding_equals_verl_kl_cov_where_the_default_rounding_differs(rho):
+    old, logp, adv, mask = inputs(rows=2)  # 100 tokens
+    loss, metrics = call(actor_config(rho, 1.0), old, logp, adv, mask, loss_mode="rlif_kl_cov_verl_rounding")
+    torch.testing.assert_close(loss, verl_kl_cov(old, logp, adv, mask, verl_actor_config(rho, 1.0)))
+    assert metrics["rlif/kl_cov/selected_fraction"].item() == pytest.approx(0.01)  # max(1, int(rho N)) = 1 of 100
 
 
 def test_loss_is_invariant_to_data_parallel_size():

@@ -27,6 +27,7 @@ from verl_rlif.adapters.trainer import (  # noqa: E402
     RLIFSteps,
     RLIFTrainer,
 )
+from verl_rlif.adapters.vote_subset import VOTED_KEY, TrainedSubset  # noqa: E402
 from verl_rlif.config import RLIFConfig  # noqa: E402
 from verl_rlif.core.step import rlif_step  # noqa: E402
 
@@ -46,8 +47,9 @@ def transfer_queue():
     ray.shutdown()
 
 
-def put_batch(acc, seed=0, with_self_certainty=True):
-    """8 responses in 2 groups as verl's agent loop stores them, balanced to 10 rows with verl's padding."""
+def put_batch(acc, seed=0, with_self_certainty=True, keep=None):
+    """8 responses in 2 groups as verl's agent loop stores them, balanced to 10 rows with verl's padding.
+    ``keep(batch) -> batch`` runs between the agent loop's rows and the balancing (the voting-subset step)."""
     g = torch.Generator().manual_seed(seed)
     keys, samples, tags = [], [], []
     for i, (uid, key, length) in enumerate(zip(UIDS, KEYS, RESPONSE_LENS, strict=True)):
@@ -68,6 +70,8 @@ def put_batch(acc, seed=0, with_self_certainty=True):
         tags.append({"status": "success", "prompt_len": PROMPT_LEN, "response_len": length, "seq_len": seq})
     tq.kv_batch_put(keys=keys, partition_id=PARTITION, fields=tu.list_of_dict_to_tensordict(samples), tags=tags)
     batch = tq.kv_batch_put(keys=keys, partition_id=PARTITION, tags=tags)
+    if keep is not None:
+        batch = keep(batch)
     batch = upsample_batch_to_divisible_size(batch, 5, eos_token_id=0)  # verl's balancing padding: 10 rows
     lengths = [t["seq_len"] for t in batch.tags]
     nested = lambda: torch.nested.as_nested_tensor(  # noqa: E731
@@ -87,12 +91,17 @@ def put_batch(acc, seed=0, with_self_certainty=True):
     return batch
 
 
-def make_trainer(rlif=None):
+def make_trainer(rlif=None, n=4):
     trainer = RLIFTrainer.__new__(RLIFTrainer)
     trainer.config = OmegaConf.create(
-        {"algorithm": {"rollout_correction": {"rollout_is": None, "rollout_rs": None, "bypass_mode": False}}}
+        {
+            "algorithm": {"rollout_correction": {"rollout_is": None, "rollout_rs": None, "bypass_mode": False}},
+            "actor_rollout_ref": {"rollout": {"n": n}},
+            "data": {"seed": None},
+        }
     )
     trainer.rlif = rlif or RLIFConfig()
+    trainer._subset = TrainedSubset(trainer.rlif, trainer.config)
     return trainer
 
 
@@ -143,6 +152,45 @@ def test_advantage_step_on_transfer_queue(transfer_queue):
     assert metrics["rlif/majority_ratio/mean"] == pytest.approx(want.metrics["rlif/majority_ratio/mean"])
     assert metrics["rlif/self_certainty/mean"] == pytest.approx(want.metrics["rlif/self_certainty/mean"])
     assert any(key.startswith("rollout_corr/") for key in metrics)  # verl's rollout-correction step still ran
+
+
+def test_voting_on_more_responses_than_trained(transfer_queue):
+    # 4 voters per group, 2 trained: group a votes 1,1,2,- (1 wins), group b 7,7,7,8 (7 wins)
+    rlif = RLIFConfig.from_mapping(
+        {"rewards": ["vote"], "gdpo": {"weights": [1.0], "whiten": "none"}, "vote": {"trained_per_prompt": 2}}
+    )
+    trainer = make_trainer(rlif, n=4)
+    assert trainer._subset.active
+    acc = [1.0, 1.0, 0.0, 0.0, 0.0, 0.0, 0.0, 1.0]
+    metrics, dropped = {}, []
+
+    def keep(batch):
+        kept = trainer._subset.vote_and_keep(batch, metrics, seed=5)
+        dropped.extend(sorted(set(batch.keys) - set(kept.keys)))
+        return kept
+
+    batch = put_batch(acc, seed=6, keep=keep)
+    real = [key for key, tag in zip(batch.keys, batch.tags, strict=True) if not tag.get("is_padding")]
+    assert len(real) == 4 and len(dropped) == 4
+    assert [sum(key.startswith(g) for key in real) for g in "ab"] == [2, 2]
+    assert metrics["rlif/vote/voters_per_prompt"] == 4 and metrics["rlif/vote/trained_per_prompt"] == 2
+    assert metrics["rlif/majority_ratio/mean"] == pytest.approx((2 / 4 + 3 / 4) / 2)  # over all 8 voters
+    assert metrics["rlif/pseudo_label_acc"] == pytest.approx(0.5)
+    # the dropped rows are gone from TransferQueue; the kept ones carry the vote over all voters
+    remaining = tq.kv_list(partition_id=PARTITION)[PARTITION]
+    assert not set(dropped) & set(remaining)
+    index = {f"{uid}6_{i}_0": i for i, uid in enumerate(UIDS)}
+    full_vote = [1.0, 1.0, 0.0, 0.0, 1.0, 1.0, 1.0, 0.0]
+    voted = tq.kv_batch_get(keys=real, partition_id=PARTITION, select_fields=[VOTED_KEY])[VOTED_KEY]
+    assert voted.tolist() == [full_vote[index[key]] for key in real]
+    # the advantage step trains the kept rows on those rewards (not on a vote among the 2 kept rows)
+    metrics = {}
+    trainer._compute_advantage(batch, metrics)
+    out = fetch(batch, "rm_scores", "response_mask")
+    for row, key in enumerate(real):
+        assert out["rm_scores"][row, RESPONSE_LENS[index[key]] - 1].item() == full_vote[index[key]]
+    assert "rlif/majority_ratio/mean" not in metrics  # logged once, by the voting step
+    assert len(batch.keys) == 5  # 4 trained rows padded to verl's multiple, never the 8 voters
 
 
 def test_changing_ground_truth_changes_no_advantage(transfer_queue):
@@ -381,3 +429,17 @@ def test_session_finals_from_verls_keys():
     final, source = session_finals(["u_0_0", "u_0_2", "u_1_0", "u_0_1", "pad9_0_0"])
     assert final.tolist() == [False, True, True, False, True]
     assert source.tolist() == [1, 1, 2, 1, 4]
+
+
+def test_rollout_n_is_the_trained_group_size_only_inside_the_block():
+    from omegaconf import OmegaConf
+
+    from verl_rlif.adapters.vote_subset import rollout_n
+
+    config = OmegaConf.create({"actor_rollout_ref": {"rollout": {"n": 8}}})
+    OmegaConf.set_struct(config, True)
+    with rollout_n(config, 4):
+        assert config.actor_rollout_ref.rollout.n == 4
+    assert config.actor_rollout_ref.rollout.n == 8
+    with rollout_n(config, None):
+        assert config.actor_rollout_ref.rollout.n == 8

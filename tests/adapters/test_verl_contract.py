@@ -23,6 +23,7 @@ def test_pinned_verl_version():
         ("_compute_ref_log_prob", ["self", "batch", "metrics"]),
         ("_compute_advantage", ["self", "batch", "metrics"]),
         ("_update_actor", ["self", "batch", "metrics"]),
+        ("_balance_batch", ["self", "batch", "metrics", "logging_prefix", "keep_minibatch"]),
     ],
 )
 def test_trainer_step_methods(method, expected):
@@ -58,6 +59,19 @@ def test_engine_registry_table():
     from verl.workers.engine import EngineRegistry, FSDPEngineWithLMHead
 
     assert EngineRegistry._engines["language_model"]["fsdp"]["cuda"] is FSDPEngineWithLMHead
+
+
+def test_voting_subset_hooks_where_verl_reads_the_group_size():
+    # the voting subset (rlif.vote.trained_per_prompt) runs in _balance_batch, the first step after generation and
+    # reward, and sets rollout.n to the trained group size where verl sizes mini-batches from it
+    from verl.trainer.ppo.v1.trainer_base import PPOTrainer
+
+    step = inspect.getsource(PPOTrainer._step_once)
+    assert step.index("_compute_reward_colocate") < step.index("_balance_batch") < step.index("_compute_old_log_prob")
+    for method in (PPOTrainer._get_required_batch_multiple, PPOTrainer._update_actor):
+        assert "self.config.actor_rollout_ref.rollout.n" in inspect.getsource(method)
+    balance = inspect.getsource(PPOTrainer._balance_batch)
+    assert "_get_required_batch_multiple" in balance
 
 
 def test_fsdp_engine_surface():

@@ -152,3 +152,58 @@ def test_pathological_responses_finish(response):
     for name in ("math", "number", "choice"):
         key = get_extractor(name).extract(response, last_number_fallback=True)
         assert key is None or len(key) < 2000
+
+
+@pytest.mark.parametrize(
+    "response, key",
+    [
+        (r"\boxed{2e1000}", "2e1000"),  # was keyed as 2000*e, the key of \boxed{2000e}
+        (r"\boxed{2.0E1000}", "2e1000"),
+        (r"\boxed{2000e}", "2000*e"),
+        (r"\boxed{-2.5e-1000}", "-25e-1001"),
+        (r"\boxed{1e3}", "1000"),
+    ],
+)
+def test_scientific_notation_is_never_a_product_with_e(response, key):
+    assert get_extractor("math").extract(response) == key
+
+
+@pytest.mark.parametrize(
+    "text, key",
+    [
+        ("4\x002", None),  # NUL between the digits: not an answer (was keyed as 42)
+        ("4\x012", None),
+        ("4\x7f2", None),  # DEL
+        ("4\x9b2", None),  # a C1 control
+        ("4\ue0002", None),  # private use
+        ("4\ud8002", None),  # lone surrogate
+        ("4\u200b2", "42"),  # zero-width space: invisible formatting, dropped
+        ("4\ufeff2", "42"),  # BOM
+        ("4\u00ad2", "42"),  # soft hyphen
+        ("4\t2", "42"),  # whitespace of any kind goes, like spaces
+        ("4\u00a02", "42"),
+        ("4\u20282", "42"),
+    ],
+)
+@pytest.mark.parametrize("name", ["math", "number"])
+def test_characters_that_are_not_text(name, text, key):
+    assert get_extractor(name).canonical(text) == key
+    assert get_extractor(name).extract(rf"\boxed{{{text}}}") == key
+
+
+def test_every_non_printable_character_has_a_decision():
+    # every code point below U+10000 that is not printable: either dropped (format), kept as whitespace, or no answer
+    import sys
+    import unicodedata
+
+    math = get_extractor("math")
+    for code in range(0x10000):
+        char = chr(code)
+        if char.isprintable() or char in "{}":
+            continue
+        key = math.canonical(f"4{char}2")
+        if char.isspace() or unicodedata.category(char) == "Cf":
+            assert key == "42", (hex(code), key)
+        else:
+            assert key is None, (hex(code), key)
+    assert sys.maxunicode >= 0x10000

@@ -59,6 +59,31 @@ def test_deadline_kills_the_worker_and_the_next_request_still_works():
         worker.close()
 
 
+def test_a_ground_truth_timeout_never_becomes_a_response_key():
+    worker = SymbolicWorker(deadline_s=2.0)
+    try:
+        assert worker.request("canonical", "z+z") == "2 z"  # started and warm
+        worker.deadline_s = 1e-6  # no child answers within a microsecond: the ground truth times out
+        assert worker.request("canonical", "x+x", cache=symbolic.TRUTH_CACHE) is None
+        worker.deadline_s = 2.0
+        assert worker.request("canonical", "x+x") == "2 x"  # the response's key is its own
+        assert worker.request("canonical", "x+x", cache=symbolic.TRUTH_CACHE) is None  # cached per cache
+    finally:
+        worker.close()
+
+
+def test_ground_truths_do_not_write_the_responses_cache(monkeypatch):
+    worker = SymbolicWorker(deadline_s=2.0)
+    monkeypatch.setattr(symbolic, "_worker", worker)
+    try:
+        math = get_extractor("math")
+        assert math.canonical_truth(r"\sin(3x)") == math.canonical(r"\sin 3x")
+        assert [key[1] for key in worker._caches[symbolic.TRUTH_CACHE]] == [r"\sin(3x)"]
+        assert [key[1] for key in worker._caches[symbolic.RESPONSE_CACHE]] == [r"\sin3x"]
+    finally:
+        worker.close()
+
+
 def test_pathological_answer_falls_back_to_its_normalised_string():
     symbolic.configure(True, 0.5)
     assert get_extractor("math").canonical(r"10^{10^{10^{10}}}") == r"10^{10^{10^{10}}}"

@@ -67,7 +67,7 @@ def test_errors_name_the_fix():
         gdpo_advantages(torch.zeros(4, 3), [0] * 4)
     with pytest.raises(ValueError, match="needs response_mask"):
         gdpo_advantages(torch.zeros(4, 2), [0] * 4, GDPOConfig(whiten="token"))
-    with pytest.raises(ValueError, match=r"\['response', 'token'\]"):
+    with pytest.raises(ValueError, match=r"\['response', 'token', 'none'\]"):
         GDPOConfig(whiten="batch")
     with pytest.raises(ValueError, match="4 group ids for 3 responses"):
         gdpo_advantages(torch.zeros(3, 2), [0] * 4)
@@ -138,3 +138,66 @@ def test_each_component_scale_and_shift_invariant(sizes, seed, scale, shift):
     # amplifies rounding against its 1e-8 floor: that degenerate batch carries no signal to compare.
     assume(base.component_z.sum(dim=1).std(correction=0) > 1e-2)
     torch.testing.assert_close(moved.advantages, base.advantages, atol=1e-4, rtol=0)
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_no_whitening_with_one_component_equals_verl_grpo(seed):
+    # Random groups of 2..8 responses: 0/1 votes and continuous scores, a third of the groups constant.
+    # The single-reward presets must be verl's GRPO. Constant groups use dyadic values (0, 1, -1.25): verl's float32
+    # mean of a repeated non-dyadic value can miss it by an ulp, and its (r - mean) / (0 + 1e-6) then gives the
+    # group advantages of order 0.1 from rounding alone; ours gives 0 there (the zero-variance test is on values).
+    from verl.trainer.ppo.core_algos import compute_grpo_outcome_advantage
+
+    g = torch.Generator().manual_seed(seed)
+    sizes = torch.randint(2, 9, (24,), generator=g).tolist()
+    ids = np.repeat(np.arange(len(sizes)), sizes)
+    for rewards in (torch.randint(0, 2, (len(ids),), generator=g).float(), torch.randn(len(ids), generator=g)):
+        for group in range(0, len(sizes), 3):
+            rewards[torch.from_numpy(ids == group)] = (0.0, 1.0, -1.25)[group % 3]
+        mask = torch.ones(len(ids), 5)
+        mask[:, 3:] = (torch.rand(len(ids), 2, generator=g) > 0.5).float()
+        scores = torch.zeros(len(ids), 5)
+        scores[:, 0] = rewards
+        verl_adv, _ = compute_grpo_outcome_advantage(scores, mask, ids)
+        ours = gdpo_advantages(rewards[:, None], ids, GDPOConfig(weights=(1.0,), whiten="none"))
+        torch.testing.assert_close(ours.advantages[:, None] * mask, verl_adv, atol=1e-5, rtol=1e-5)
+        assert ours.zero_variance_group_fraction.item() >= 1 / 3
+
+
+def test_batch_std_is_the_whitening_scale_in_every_mode():
+    # 90 % of 128 groups of 8 constant: GRPO advantages have batch std ~0.29, so response whitening would multiply
+    # them by ~3.35 (the factor the single-reward presets no longer apply).
+    ids = np.repeat(np.arange(128), 8)
+    rewards = torch.zeros(len(ids), 1)
+    rewards[: 13 * 8 : 2] = 1.0  # 13 groups of 4 right answers out of 8
+    mask = torch.ones(len(ids), 3)
+    for whiten in ("response", "token", "none"):
+        out = gdpo_advantages(rewards, ids, GDPOConfig(weights=(1.0,), whiten=whiten), response_mask=mask)
+        unwhitened = gdpo_advantages(rewards, ids, GDPOConfig(weights=(1.0,), whiten="none")).advantages
+        expected = (unwhitened.double().var(correction=1) + 1e-8).sqrt()
+        # token mode's Bessel correction counts tokens (3N - 1, not N - 1): equal lengths agree to 1/(3N)
+        torch.testing.assert_close(out.batch_std.double(), expected, rtol=1e-3 if whiten == "token" else 1e-6, atol=0)
+    assert 3.3 < 1 / out.batch_std.item() < 3.4
+    whitened = gdpo_advantages(rewards, ids, GDPOConfig(weights=(1.0,), whiten="response")).advantages
+    torch.testing.assert_close(whitened, unwhitened / out.batch_std, rtol=1e-5, atol=1e-6)
+
+
+def test_near_identical_values_count_as_zero_variance():
+    # Group a: self-certainty differing by kernel noise (1e-6 relative); group b: a real difference.
+    sc = torch.tensor([12.0, 12.0 + 1.2e-5, 12.0 - 6e-6, 11.0, 12.5, 12.0])
+    ids = ["a", "a", "a", "b", "b", "b"]
+    out = gdpo_advantages(sc[:, None], ids, GDPOConfig(weights=(1.0,), whiten="none"))
+    assert torch.equal(out.component_z[:3, 0], torch.zeros(3))  # not +-1 from noise
+    assert out.component_z[3:, 0].abs().min() > 0.1
+    assert out.zero_variance_group_fraction.tolist() == [0.5]
+    exact = gdpo_advantages(sc[:, None], ids, GDPOConfig(weights=(1.0,), whiten="none", zero_variance_rtol=0.0))
+    assert exact.zero_variance_group_fraction.tolist() == [0.0]
+    assert exact.component_z[:3, 0].abs().max() > 0.5  # exact equality turns the noise into a z-score
+    # the tolerance scales with the component: the same noise on a 1000x larger reward is still noise
+    scaled = gdpo_advantages(1000 * sc[:, None], ids, GDPOConfig(weights=(1.0,), whiten="none"))
+    assert scaled.zero_variance_group_fraction.tolist() == [0.5]
+
+
+def test_zero_variance_tolerance_is_validated():
+    with pytest.raises(ValueError, match="zero_variance_rtol"):
+        GDPOConfig(zero_variance_rtol=-1.0)

@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 from verl_reference import random_response_mask, verl_actor_config, verl_kl_cov
 
 from verl_rlif.config import KLCovConfig
-from verl_rlif.core.kl_cov import kl_cov_token_losses, select_top_cov_tokens
+from verl_rlif.core.kl_cov import data_uniform, kl_cov_token_losses, select_top_cov_tokens
 
 
 def test_hand_worked_micro_batch():
@@ -42,23 +42,68 @@ def test_padding_is_never_selected_and_has_zero_loss():
 
 def test_expected_selected_fraction_equals_rho_on_small_micro_batches():
     # 10 valid tokens at rho = 0.05: verl selects max(1, int(0.5)) = 1 token (fraction 0.1, double rho);
-    # stochastic rounding selects 0 or 1 with mean 0.5 tokens (fraction 0.05).
+    # stochastic rounding selects 0 or 1 with mean 0.5 tokens (fraction 0.05) over distinct micro-batches.
     g = torch.Generator().manual_seed(0)
-    adv, logp = torch.randn(1, 10, generator=g), torch.randn(1, 10, generator=g)
-    counts = torch.stack(
-        [select_top_cov_tokens(adv, logp, torch.ones(1, 10), 0.05, generator=g).sum() for _ in range(4000)]
-    )
+    counts = []
+    for _ in range(4000):
+        old, adv = -torch.rand(1, 10, generator=g), torch.randn(1, 10, generator=g)
+        counts.append(select_top_cov_tokens(adv, old + 0.01, torch.ones(1, 10), 0.05, old_log_prob=old).sum())
+    counts = torch.stack(counts)
     assert set(counts.tolist()) == {0, 1}
     assert counts.float().mean().item() / 10 == pytest.approx(0.05, abs=0.005)
+    verl = select_top_cov_tokens(adv, old + 0.01, torch.ones(1, 10), 0.05, old_log_prob=old, rounding="verl")
+    assert verl.sum() == 1
 
 
-def test_selection_is_deterministic_given_the_generator():
-    g1, g2 = torch.Generator().manual_seed(7), torch.Generator().manual_seed(7)
-    adv, logp = torch.randn(4, 30), torch.randn(4, 30)
+def test_verl_rounding_floors_between_whole_numbers():
+    # rho * N = 1.85: verl (and rounding="verl") selects 1 token = 0.54 rho; stochastic rounding 1.85 on average.
+    g = torch.Generator().manual_seed(1)
+    rho, n = 0.0185, 100
+    verl, ours = [], []
+    for _ in range(2000):
+        old, adv = -torch.rand(1, n, generator=g), torch.randn(1, n, generator=g)
+        args = (adv, old + 0.01, torch.ones(1, n), rho)
+        verl.append(select_top_cov_tokens(*args, old_log_prob=old, rounding="verl").sum().item())
+        ours.append(select_top_cov_tokens(*args, old_log_prob=old).sum().item())
+    assert set(verl) == {1} and set(ours) == {1, 2}
+    assert sum(ours) / len(ours) == pytest.approx(1.85, abs=0.03)
+
+
+def test_two_ranks_holding_the_same_micro_batch_select_alike_without_the_global_rng():
+    # Two "ranks": separate copies of one micro-batch (as under tensor or context parallelism), each with its
+    # global RNG in a different state. They must select the same tokens, and leave every RNG stream untouched.
+    g = torch.Generator().manual_seed(7)
+    old, adv = -torch.rand(4, 30, generator=g), torch.randn(4, 30, generator=g)
+    logp = old + 0.1 * torch.randn(4, 30, generator=g)
     mask = torch.ones(4, 30)
-    first = [select_top_cov_tokens(adv, logp, mask, 0.013, generator=g1) for _ in range(20)]
-    second = [select_top_cov_tokens(adv, logp, mask, 0.013, generator=g2) for _ in range(20)]
-    assert all(torch.equal(a, b) for a, b in zip(first, second, strict=True))
+    selections = []
+    for rank_seed in (0, 1):
+        torch.manual_seed(rank_seed)
+        before = torch.get_rng_state()
+        rank_copy = (adv.clone(), logp.clone(), mask.clone())
+        selections.append(select_top_cov_tokens(*rank_copy, 0.013, old_log_prob=old.clone()))
+        loss, _ = kl_cov_token_losses(
+            old.clone(), logp.clone(), adv.clone(), mask, KLCovConfig(top_token_fraction=0.013)
+        )
+        assert torch.equal(torch.get_rng_state(), before)
+    assert torch.equal(selections[0], selections[1])
+    # rho * N = 1.56: the draw is the data's, so another micro-batch may round the other way, this one always alike
+    assert selections[0].sum() in (1, 2)
+
+
+def test_rounding_draw_is_uniform_over_micro_batches():
+    g = torch.Generator().manual_seed(2)
+    draws = torch.stack(
+        [
+            data_uniform(
+                -torch.rand(3, 17, generator=g), torch.randn(3, 17, generator=g), torch.ones(3, 17, dtype=torch.bool)
+            )
+            for _ in range(3000)
+        ]
+    )
+    assert 0 < draws.min() and draws.max() < 1
+    histogram = torch.histc(draws.float(), bins=10, min=0, max=1)
+    assert histogram.min() > 240 and histogram.max() < 360  # 300 expected per bin
 
 
 def test_bad_config_names_the_range():
@@ -109,7 +154,7 @@ def test_selection_bounds_for_any_batch(rows, length, rho, seed):
     g = torch.Generator().manual_seed(seed)
     mask = random_response_mask(rows, length, g)
     adv, logp = torch.randn(rows, length, generator=g), torch.randn(rows, length, generator=g)
-    selected = select_top_cov_tokens(adv, logp, mask, rho, generator=g)
+    selected = select_top_cov_tokens(adv, logp, mask, rho)
     n = int(mask.sum())
     assert not (selected & ~mask.bool()).any()
     assert math.floor(rho * n) <= int(selected.sum()) <= math.ceil(rho * n)

@@ -108,10 +108,30 @@ def test_two_steps_through_main_ppo(cpu_runs):
     assert [m["step"] for m in first] == [1, 2]
     assert_healthy_steps(first)
     assert_vote_alive(first[:1])
+    assert all(m["rlif/vote/voters_per_prompt"] == m["rlif/vote/trained_per_prompt"] == 8 for m in first)
+    assert all(m["rlif/vote/trained_rows"] == 32 for m in first)  # 4 prompts x 8 responses
     # the demo showed verl's progress and our metrics for each step, and drew the monitors
     assert "Training Progress" in printed and "step 2: vote reward" in printed
     assert os.path.getsize(os.path.join(run.output_dir, "collapse_monitors.png")) > 10_000
     assert os.path.isfile(os.path.join(run.hydra_dir, ".hydra", "config.yaml"))  # Hydra wrote there, not into ./
+
+
+def test_voting_on_more_responses_than_trained(tmp_path):
+    # 8 responses per prompt vote, 4 per prompt train (TTRL's 64/32 in small): 4 prompts -> 16 trained rows
+    model = build_tiny_model(os.path.join(tmp_path, "model"))
+    no_checkpoint = [o for o in SMALL_RUN if not o.startswith("trainer.save_freq=")] + ["trainer.save_freq=-1"]
+    overrides = [*no_checkpoint, "rlif.vote.trained_per_prompt=4"]
+    run = prepare_demo(2, os.path.join(tmp_path, "run"), model, "cpu", overrides, "rlif")
+    log = os.path.join(tmp_path, "main_ppo.log")
+    assert run_main_ppo(run, log, timeout_s=TIMEOUT_S) == 0, _tail(log)
+    steps = read_metrics(run.metrics_path)
+    assert [m["step"] for m in steps] == [1, 2]
+    for m in steps:
+        assert m["rlif/vote/voters_per_prompt"] == 8 and m["rlif/vote/trained_per_prompt"] == 4
+        assert m["rlif/vote/trained_rows"] == 16
+        assert finite(m["actor/pg_loss"]) and m["actor/grad_norm"] > 0
+        assert m["rlif/self_certainty/std"] > 0  # computed on the kept rows
+        assert 0 < m["rlif/majority_ratio/mean"] <= 1
 
 
 def test_checkpoint_saved_and_training_resumes(cpu_runs):

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from omegaconf import DictConfig, OmegaConf
 
 from verl_rlif.answers import check_extractor_names
-from verl_rlif.config import RLIFConfig
+from verl_rlif.config import KL_COV_LOSS_MODES, RLIFConfig
 
 ENGINE_VENDOR = "rlif"
 ENGINE_VENDOR_KEY = "ray_kwargs.ray_init.runtime_env.env_vars.VERL_ENGINE_VENDOR"
@@ -84,6 +84,7 @@ def _switch_problems(config: DictConfig, rlif: RLIFConfig) -> list[str]:
             f"selects {custom_sampler!r}: unset trainer.v1.sampler.custom_sampler or rlif.dynamic_sampling.enable"
         )
     problems.extend(_group_problem(config))
+    problems.extend(_voter_problems(config, rlif))
     if "self_certainty" in rlif.rewards:
         problems.extend(_self_certainty_problems(config))
     token_rewards = [name for name in rlif.rewards if name in ("self_certainty", "entropy")]
@@ -175,15 +176,17 @@ def _warnings(config: DictConfig) -> list[str]:
     mini_batch = _integer(config, f"{actor}.ppo_mini_batch_size", 0)
     batch = _integer(config, "data.train_batch_size", 0)
     one_update = _integer(config, f"{actor}.ppo_epochs", 1) == 1 and mini_batch >= batch
-    if loss_mode == "rlif_kl_cov" and one_update:
+    if loss_mode in KL_COV_LOSS_MODES.values() and one_update:
         warnings.append(
-            f"KL-Cov with a single on-policy update per rollout does nothing (log pi = log pi_old): set "
+            f"KL-Cov with a single on-policy update per rollout penalises only numerical noise (log pi - log pi_old "
+            f"is ~0, but its gradient beta*sign*grad log pi is not and points in random directions): set "
             f"{actor}.ppo_mini_batch_size below data.train_batch_size (e.g. a quarter) or {actor}.ppo_epochs>1"
         )
     if loss_mode == "kl_cov":
         warnings.append(
-            f"{actor}.policy_loss.loss_mode=kl_cov is verl's version (host syncs, inflated k on small micro-batches); "
-            f"rlif_kl_cov is the same loss without those"
+            f"{actor}.policy_loss.loss_mode=kl_cov is verl's version (host syncs; k = max(1, int(rho N)) inflates the "
+            f"selected fraction on small micro-batches and floors it in between); rlif_kl_cov is the same loss "
+            f"without those (rlif.kl_cov.rounding=verl keeps verl's k)"
         )
     if _get(config, "algorithm.use_kl_in_reward", False):
         warnings.append("algorithm.use_kl_in_reward is ignored by the rlif trainer; use actor.use_kl_loss instead")
@@ -204,6 +207,31 @@ def _group_problem(config: DictConfig) -> list[str]:
     n = _integer(config, "actor_rollout_ref.rollout.n", 1)
     if n < 2:
         return [f"actor_rollout_ref.rollout.n={n}: a vote needs a group; set actor_rollout_ref.rollout.n>=2"]
+    return []
+
+
+def _voter_problems(config: DictConfig, rlif: RLIFConfig) -> list[str]:
+    """``actor_rollout_ref.rollout.n`` is what verl generates, hence the source of truth for the voters."""
+    n = _integer(config, "actor_rollout_ref.rollout.n", 1)
+    voters, trained = rlif.vote.voters_per_prompt, rlif.vote.trained_per_prompt
+    mode = _get(config, TRAINER_MODE_KEY)
+    if trained is not None and trained < n and mode != "rlif":
+        # the subset is drawn in the sync schedule's _balance_batch; the async replay buffers feed partial batches
+        return [
+            f"rlif.vote.trained_per_prompt={trained} below actor_rollout_ref.rollout.n={n} (voting on more responses "
+            f"than trained) runs on the synchronous trainer only: set {TRAINER_MODE_KEY}=rlif, or unset "
+            f"rlif.vote.trained_per_prompt"
+        ]
+    if voters is not None and voters != n:
+        return [
+            f"rlif.vote.voters_per_prompt={voters} but actor_rollout_ref.rollout.n={n}: verl generates rollout.n "
+            f"responses per prompt and all of them vote; set actor_rollout_ref.rollout.n={voters}"
+        ]
+    if trained is not None and trained > n:
+        return [
+            f"rlif.vote.trained_per_prompt={trained} exceeds the {n} voters per prompt "
+            f"(actor_rollout_ref.rollout.n); set it to at most {n}"
+        ]
     return []
 
 
@@ -338,8 +366,9 @@ def verify_registered(config: DictConfig) -> None:
             ("advantage estimator", get_adv_estimator_fn, "rlif_gdpo", "verl_rlif.adapters.advantage"),
             ("reward manager", get_reward_manager_cls, "rlif", "verl_rlif.adapters.reward_manager"),
         ]
-    if _get(config, "actor_rollout_ref.actor.policy_loss.loss_mode") == "rlif_kl_cov":
-        needed.append(("policy loss", get_policy_loss_fn, "rlif_kl_cov", "verl_rlif.adapters.policy_loss"))
+    loss_mode = _get(config, "actor_rollout_ref.actor.policy_loss.loss_mode")
+    if loss_mode in KL_COV_LOSS_MODES.values():
+        needed.append(("policy loss", get_policy_loss_fn, loss_mode, "verl_rlif.adapters.policy_loss"))
     missing = [
         f"{kind} {name!r} ({_why_missing(module)})"
         for kind, lookup, name, module in needed
@@ -418,3 +447,27 @@ def _too_few_rows(config: DictConfig, files: list[str]) -> list[str]:
         f"data.train_files hold {rows} rows, fewer than {batch_key}={batch}: verl drops the partial batch, so no "
         f"training step would run; lower {batch_key} or add data"
     ]
+
+
+def describe(config: DictConfig) -> str:
+    """One line saying how the config turns rewards into advantages and which KL-Cov it runs (``verl-rlif check``)."""
+    rlif = RLIFConfig.from_training_config(config)
+    if rlif.ground_truth_reference:
+        advantage = f"verl's {_get(config, 'algorithm.adv_estimator')} on ground-truth rewards"
+    elif len(rlif.rewards) == 1 and rlif.gdpo.whiten == "none":
+        advantage = f"{rlif.rewards[0]}: group z-score without batch whitening (GRPO normalisation)"
+    else:
+        whitening = "no batch whitening" if rlif.gdpo.whiten == "none" else f"batch whitening per {rlif.gdpo.whiten}"
+        weighted = ", ".join(f"{w:g} x {name}" for name, w in zip(rlif.rewards, rlif.gdpo.weights, strict=True))
+        advantage = f"GDPO ({weighted}): group z-scores, weighted sum, {whitening}"
+    loss_mode = _get(config, "actor_rollout_ref.actor.policy_loss.loss_mode", "vanilla")
+    if loss_mode in KL_COV_LOSS_MODES.values():
+        loss = (
+            f"KL-Cov rho={rlif.kl_cov.top_token_fraction:g} beta={rlif.kl_cov.beta:g} k rounding={rlif.kl_cov.rounding}"
+        )
+    else:
+        loss = f"policy loss {loss_mode}"
+    voters = _get(config, "actor_rollout_ref.rollout.n", 1)
+    trained = rlif.vote.trained_per_prompt or voters
+    group = f"{voters} responses per prompt" + (f", {trained} trained" if trained < voters else "")
+    return f"advantage: {advantage}; {loss}; {group}"

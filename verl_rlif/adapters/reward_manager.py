@@ -58,7 +58,7 @@ def answer_info(
     pred = key_str if key is not None else f"{NO_ANSWER_PRED}{uuid.uuid4().hex}>"
     info = {"answer_key": key_str, "pred": pred, "has_answer": float(key is not None)}
     if ground_truth is not None:
-        truth = extractor.canonical(str(ground_truth))
+        truth = extractor.canonical_truth(str(ground_truth))
         info["acc"] = float(key is not None and truth is not None and key_str == str(truth))
     return info
 

@@ -13,6 +13,11 @@ four steps and nothing else:
   TransferQueue under ``self_certainty``. The flag wraps verl's whole step, so under ``separate_async`` (which
   swaps the saved pi_old weights in around that pass) self-certainty comes from the same pi_old as the log-probs;
 * ``_compute_ref_log_prob``: forces the flag off (the reference pass writes its outputs under the same keys);
+* ``_balance_batch`` (the first step after generation and reward) and ``_update_actor``: with
+  ``rlif.vote.trained_per_prompt`` below the group size, vote over every generated response, keep a random
+  subset of each group and drop the other rows from TransferQueue before any forward pass
+  (``verl_rlif.adapters.vote_subset``); both run with the trained group size as verl's ``rollout.n``, which
+  verl uses to size PPO mini-batches;
 * ``_compute_advantage``: fetches uids, answer keys (from the reward manager's ``reward_extra_info``) and
   self-certainty, optionally merges equivalent keys within each group, runs ``verl_rlif.core.step.rlif_step``
   (vote + self-certainty, or the entropy baseline from verl's own ``entropy`` field, -> GDPO), and writes
@@ -50,6 +55,7 @@ from verl_rlif.adapters.checks import SELF_CERTAINTY_BACKENDS, TRAINER_MODE_KEY,
 from verl_rlif.adapters.engine_flags import CHUNK_KEY, FLAG, OUTPUT_KEY
 from verl_rlif.adapters.reward_manager import configure_answer_backends
 from verl_rlif.adapters.sessions import session_finals
+from verl_rlif.adapters.vote_subset import VOTED_KEY, TrainedSubset, as_list, group_size_metrics, rollout_n
 from verl_rlif.answers.merge import merge_equivalent_keys
 from verl_rlif.config import RLIFConfig
 from verl_rlif.core.step import RLIFStep, rlif_step
@@ -69,7 +75,7 @@ MISSING_SELF_CERTAINTY = (
 
 def reward_extra_infos(extra_fields) -> list[dict]:
     """Per-row ``reward_extra_info`` dicts from TransferQueue's ``extra_fields`` (a NonTensorStack of dicts)."""
-    return [(e.get("reward_extra_info") or {}) if isinstance(e, dict) else {} for e in extra_fields.tolist()]
+    return [(e.get("reward_extra_info") or {}) if isinstance(e, dict) else {} for e in as_list(extra_fields)]
 
 
 def last_token_scores(values: torch.Tensor, response_mask: torch.Tensor) -> torch.Tensor:
@@ -130,6 +136,7 @@ class RLIFSteps:
         self.rlif = RLIFConfig.from_training_config(config)
         self.rlif_trainer_mode = OmegaConf.select(config, TRAINER_MODE_KEY)
         configure_answer_backends(self.rlif)  # the vote-time merge asks the symbolic worker
+        self._subset = TrainedSubset(self.rlif, config)
         super().__init__(verl_config(config, self.base_mode, self.rlif))
 
     @property
@@ -150,14 +157,25 @@ class RLIFSteps:
         batch.extra_info[FLAG] = False  # the reference pass must never overwrite the actor's self_certainty
         return super()._compute_ref_log_prob(batch, metrics)
 
+    def _balance_batch(self, batch, metrics, **kwargs):
+        if not self._subset.active:
+            return super()._balance_batch(batch, metrics, **kwargs)
+        seed = self._subset.seed(self.global_steps, getattr(self, "local_trigger_step", 0))
+        batch = self._subset.vote_and_keep(batch, metrics, seed)
+        with rollout_n(self.config, self._subset.trained_per_prompt):  # verl pads to mini-batches of rollout.n
+            return super()._balance_batch(batch, metrics, **kwargs)
+
     def _update_actor(self, batch, metrics):
-        batch = super()._update_actor(batch, metrics)
+        with rollout_n(self.config, self._subset.trained_per_prompt if self._subset.active else None):
+            batch = super()._update_actor(batch, metrics)
         for key in [k for k in metrics if k.startswith("actor/rlif/")]:  # our policy-loss metrics
             metrics[key.removeprefix("actor/")] = metrics.pop(key)
         return batch
 
     def _compute_advantage(self, batch, metrics):
         fields = ["uid", "response_mask", "extra_fields", "old_log_probs", "rollout_log_probs"]
+        if self._subset.active:
+            fields.append(VOTED_KEY)
         if self._uses_self_certainty:
             fields.append(OUTPUT_KEY)
         uses_entropy = "entropy" in self.rlif.rewards
@@ -182,8 +200,12 @@ class RLIFSteps:
         uids = padded.batch.pop("uid").tolist()
         mask = padded.batch["response_mask"]
         answer_keys = [info.get("answer_key") for info in infos]
-        if self.rlif.extractor.merge_equivalent_in_group:
+        voted = padded.batch.pop(VOTED_KEY) if self._subset.active else None  # the vote over all voters
+        if self.rlif.extractor.merge_equivalent_in_group and voted is None:
             answer_keys = merge_equivalent_keys(uids, answer_keys, budget_s=self.rlif.extractor.merge_budget_s)
+        if voted is None:
+            metrics.update(group_size_metrics(uids, include, voted=None))
+        metrics["rlif/vote/trained_rows"] = int(include.sum())  # the rows every forward pass of this step ran on
         step = rlif_step(
             group_ids=uids,
             answer_keys=answer_keys,
@@ -193,6 +215,7 @@ class RLIFSteps:
             include=include,
             correct=[info.get("acc") if inc else None for info, inc in zip(infos, include.tolist(), strict=True)],
             token_entropy=token_entropy,
+            vote_rewards=voted,
         )
         metrics.update(step.metrics)
         step = dataclasses.replace(

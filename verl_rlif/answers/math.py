@@ -14,7 +14,13 @@ from collections.abc import Hashable
 from typing import Any
 
 from verl_rlif.answers.boxed import boxed_content
-from verl_rlif.answers.normalize import canonical_math_key, normalize_latex, number_key, parse_number
+from verl_rlif.answers.normalize import (
+    canonical_math_key,
+    normalize_latex,
+    number_key,
+    parse_number,
+    printable_answer,
+)
 from verl_rlif.answers.registry import AnswerExtractor, register_extractor
 
 TAIL_CHARS = 2000  # statements are searched in the response's tail only: bounded time on 1 MB responses
@@ -66,6 +72,17 @@ class MathExtractor(_FinalAnswerExtractor):
     """Any math answer: numbers, tuples, intervals, sets exactly; expressions via the bounded symbolic path."""
 
     def canonical(self, answer: str) -> Hashable | None:
+        from verl_rlif.answers.symbolic import RESPONSE_CACHE
+
+        return self._key(answer, RESPONSE_CACHE)
+
+    def canonical_truth(self, answer: str) -> Hashable | None:
+        from verl_rlif.answers.symbolic import TRUTH_CACHE
+
+        return self._key(answer, TRUTH_CACHE)
+
+    @staticmethod
+    def _key(answer: str, cache: str) -> Hashable | None:
         from verl_rlif.answers.symbolic import symbolic_key
 
         key, conclusive = canonical_math_key(answer)
@@ -73,7 +90,7 @@ class MathExtractor(_FinalAnswerExtractor):
             return None
         if conclusive:
             return key
-        symbolic = symbolic_key(key)
+        symbolic = symbolic_key(key, cache)
         # a symbolic result may be a plain number or tuple: key it the cheap way, so 1/2 is always "1/2"
         return canonical_math_key(symbolic)[0] if symbolic else key
 
@@ -83,7 +100,8 @@ class NumberExtractor(_FinalAnswerExtractor):
     """Exact numbers only (GSM8K-style); anything else is no answer."""
 
     def canonical(self, answer: str) -> Hashable | None:
-        value = parse_number(normalize_latex(answer))
+        answer = printable_answer(answer)
+        value = None if answer is None else parse_number(normalize_latex(answer))
         return None if value is None else number_key(value)
 
 
@@ -92,6 +110,9 @@ class ChoiceExtractor(_FinalAnswerExtractor):
     """Multiple choice: one option letter A-J, from ``B``, ``(B)``, ``B.``, ``\\text{(B)}``, ``Option B``."""
 
     def canonical(self, answer: str) -> Hashable | None:
+        answer = printable_answer(answer)
+        if answer is None:
+            return None
         s = normalize_latex(answer)
         s = s[len("Option") :] if s.lower().startswith("option") else s
         match = _CHOICE.match(s.strip())

@@ -10,15 +10,19 @@ Conventions (docs/answers.md): exact rational equality for numbers (``0.5 = 1/2 
 ``1,000 = 1000``, no rounding tolerance); percent, degree and dollar signs are stripped, not converted;
 ``\\text{..}`` is unwrapped, and a trailing ``\\text{ unit}`` after a number is dropped; a single leading
 assignment ``x = 5`` (or membership ``x \\in [1,2]``) keeps its value; plain-word units after a number are dropped
-(``7 dollars = 7``); scientific notation and repeating decimals are exact (``1e3 = 1000``,
+(``7 dollars = 7``); scientific notation and repeating decimals are exact (``1e3 = 1000``; with an exponent of
+four or more digits the key is ``m e k``, ``2.0e1000 = 2e1000``, never a product with Euler's e; it is not
+expanded, so ``20e999`` does not share its key),
 ``0.\\overline{3} = 1/3``); bracket types matter (``(1,2) != [1,2]``), set order does not, and a bare top-level list
-is a set (``1, 2 = \\{2, 1\\}``) whose assignments keep their variable (``x=1, y=2 != x=2, y=1``).
+is a set (``1, 2 = \\{2, 1\\}``) whose assignments keep their variable (``x=1, y=2 != x=2, y=1``). Characters
+that are not text: see :func:`printable_answer`.
 Every function is linear-time or close to it on any input and never raises.
 """
 
 from __future__ import annotations
 
 import re
+import unicodedata
 from fractions import Fraction
 
 from verl_rlif.answers.exact import exact_key
@@ -48,12 +52,39 @@ _SHORT_SQRT = re.compile(r"\\sqrt(\d)")
 _SINGLE_SUP = re.compile(r"\^\{(\w)\}(?!\w)")  # x^{2} -> x^2, but x^{2}3 must not become x^23
 _THOUSANDS = re.compile(r"^[+-]?\d{1,3}(?:,\d{3})+(?:\.\d+)?$")
 _INT_OR_DECIMAL = re.compile(r"^[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d{1,3})?$")
+_SCIENTIFIC = re.compile(r"^[+-]?(?:\d+\.?\d*|\.\d+)[eE][+-]?\d+$")  # any exponent, even one too long to expand
 _REPEATING = re.compile(r"^([+-]?)(\d*)\.(\d*)\\overline\{(\d{1,50})\}$")
 _SLASH_FRACTION = re.compile(r"^([+-]?\d+)/([+-]?\d+)$")
 _MIXED_NUMBER = re.compile(r"^([+-]?)(\d+)\\frac\{(\d+)\}\{(\d+)\}$")  # 1\frac{1}{2} = 3/2, as schools write it
 _WORD = re.compile(r"^[A-Za-z]{3,}$")
 _COMMAND_SPACE = re.compile(r"(\\[A-Za-z]+)\s+(?=[A-Za-z])")  # "\pi r" must not become the command "\pir"
 _LATEX_FRACTION = re.compile(r"^([+-]?)\\frac\{([+-]?\d+(?:\.\d+)?)\}\{([+-]?\d+(?:\.\d+)?)\}$")
+
+
+_INVISIBLE_FORMAT = "Cf"  # zero-width space/joiners, BOM, soft hyphen, bidi marks: invisible, dropped
+_NOT_TEXT = ("Cc", "Cs", "Co", "Cn")  # control (other than whitespace), surrogate, private-use, unassigned
+
+
+def printable_answer(text: str) -> str | None:
+    """``text`` without invisible format characters, or None if it holds a character that is not text.
+
+    Whitespace of any kind is kept here (normalisation removes it, as it removes spaces). Invisible format
+    characters (Unicode category Cf: U+200B, U+FEFF, U+00AD, ...) are dropped: ``4\u200b2`` renders, and is
+    keyed, as 42. Any other control character (NUL, U+0001-U+001F except whitespace, U+007F-U+009F), a lone
+    surrogate, a private-use or an unassigned code point means the string is not an answer: None, so
+    ``4\x002`` neither merges with 42 nor votes.
+    """
+    if text.isprintable():
+        return text
+    kept = []
+    for char in text:
+        category = unicodedata.category(char)
+        if category == _INVISIBLE_FORMAT:
+            continue
+        if category in _NOT_TEXT and not char.isspace():
+            return None
+        kept.append(char)
+    return "".join(kept)
 
 
 def normalize_latex(text: str) -> str:
@@ -186,11 +217,17 @@ def _balanced_brackets(s: str) -> bool:
 
 
 def canonical_math_key(text: str) -> tuple[str, bool]:
-    """``(key, conclusive)`` for one answer text; see the module docstring."""
-    s = normalize_latex(text)
+    """``(key, conclusive)`` for one answer text; see the module docstring. ``("", True)``: not an answer."""
+    printable = printable_answer(text)
+    if printable is None:
+        return "", True
+    s = normalize_latex(printable)
     value = parse_number(s)
     if value is not None:
         return number_key(value), True
+    scientific = _scientific_key(s)
+    if scientific is not None:  # 2e1000: too large to expand, and never the product 2*e*1000 of the grammar
+        return scientific, True
     if s in ("\\infty", "+\\infty", "-\\infty"):
         return s.lstrip("+"), True
     if _WORD.match(s):  # "Yes", "\text{Monday}": a word, not a product of variables (anagrams would collide)
@@ -202,6 +239,23 @@ def canonical_math_key(text: str) -> tuple[str, bool]:
     if exact is not None:
         return exact, True
     return s, False
+
+
+def _scientific_key(s: str) -> str | None:
+    """``m e k`` with m a whole number not divisible by 10 (``2.50e1000 = 25e999``), for exponents too long for
+    :func:`parse_number`; None if ``s`` is not scientific notation (or too long to be a number)."""
+    if len(s) > MAX_NUMBER_DIGITS or not _SCIENTIFIC.match(s):
+        return None
+    mantissa, exponent = re.split("[eE]", s)
+    value, power = Fraction(mantissa.rstrip(".") or "0"), int(exponent)
+    if value == 0:
+        return "0"
+    while value.denominator != 1:
+        value, power = value * 10, power - 1
+    numerator = value.numerator
+    while numerator % 10 == 0:
+        numerator, power = numerator // 10, power + 1
+    return f"{numerator}e{power}"
 
 
 def _bare_list_key(s: str) -> tuple[str, bool] | None:

@@ -101,7 +101,7 @@ def vote_records(
         annotation = {"answer_key": keys[i], "cluster": cluster[i], "vote_reward": rewards[i]}
         if record.get(fields.answer) is not None:
             answer = str(record[fields.answer])
-            truth = truths[answer] if answer in truths else truths.setdefault(answer, extractor.canonical(answer))
+            truth = truths[answer] if answer in truths else truths.setdefault(answer, extractor.canonical_truth(answer))
             annotation["correct"] = keys[i] is not None and keys[i] == truth
         annotations.append(annotation)
     summary = {

@@ -5,8 +5,9 @@ The cheap path (``normalize.py``) settles numbers, tuples, intervals and sets. W
 parse + simplify gives a canonical LaTeX key, and at vote time two keys can be compared with math-verify.
 Every request waits at most ``deadline_s`` (enforced here, from outside the parsing thread, with ``select``);
 on expiry the child is killed (its whole process group) and restarted on the next request, and the caller
-falls back to the normalised string. Results are cached; concurrent callers (verl runs reward managers in
-threads) are serialised by a lock.
+falls back to the normalised string. Results are cached, in separate caches for responses and for ground
+truths (a ground truth's result, a timeout included, never becomes a response's); concurrent callers (verl runs
+reward managers in threads) are serialised by a lock.
 """
 
 from __future__ import annotations
@@ -26,7 +27,8 @@ from collections import OrderedDict
 logger = logging.getLogger(__name__)
 
 STARTUP_DEADLINE_S = 60.0  # importing sympy/math-verify in a fresh process; not charged to any answer
-CACHE_SIZE = 65536
+CACHE_SIZE = 65536  # entries per cache
+RESPONSE_CACHE, TRUTH_CACHE = "response", "truth"
 MAX_SYMBOLIC_CHARS = 300  # longer strings are not worth parsing: they stay normalised strings
 
 
@@ -38,7 +40,10 @@ class SymbolicWorker:
         self.timeouts = 0
         self._proc: subprocess.Popen | None = None
         self._lock = threading.Lock()
-        self._cache: OrderedDict[tuple, object] = OrderedDict()
+        self._caches: dict[str, OrderedDict[tuple, object]] = {
+            RESPONSE_CACHE: OrderedDict(),
+            TRUTH_CACHE: OrderedDict(),
+        }
 
     def _start(self) -> None:
         self._proc = subprocess.Popen(
@@ -74,13 +79,17 @@ class SymbolicWorker:
             self._proc.wait()
             self._proc = None
 
-    def request(self, op: str, *args: str):
-        """The child's answer, or None on failure or deadline (then the child is killed)."""
+    def request(self, op: str, *args: str, cache: str = RESPONSE_CACHE):
+        """The child's answer, or None on failure or deadline (then the child is killed).
+
+        ``cache`` names the cache that is read and written: ``response`` or ``truth``.
+        """
         key = (op, *args)
+        results = self._caches[cache]
         with self._lock:
-            if key in self._cache:
-                self._cache.move_to_end(key)
-                return self._cache[key]
+            if key in results:
+                results.move_to_end(key)
+                return results[key]
             try:
                 if self._proc is None or self._proc.poll() is not None:
                     self._start()
@@ -96,9 +105,9 @@ class SymbolicWorker:
                 logger.info("symbolic %s of %r exceeded %.1fs; worker restarted", op, args, time.monotonic() - started)
                 self.close()
                 result = None
-            self._cache[key] = result
-            if len(self._cache) > CACHE_SIZE:
-                self._cache.popitem(last=False)
+            results[key] = result
+            if len(results) > CACHE_SIZE:
+                results.popitem(last=False)
             return result
 
 
@@ -115,11 +124,14 @@ def configure(enabled: bool, deadline_s: float) -> None:
     _worker.deadline_s = deadline_s
 
 
-def symbolic_key(normalized: str) -> str | None:
-    """Canonical LaTeX of a normalised answer, or None (disabled, too long, unparsable, or past the deadline)."""
+def symbolic_key(normalized: str, cache: str = RESPONSE_CACHE) -> str | None:
+    """Canonical LaTeX of a normalised answer, or None (disabled, too long, unparsable, or past the deadline).
+
+    ``cache``: ``response`` (the default) or ``truth`` for ground truths, which must not share the responses'.
+    """
     if not _enabled or len(normalized) > MAX_SYMBOLIC_CHARS:
         return None
-    return _worker.request("canonical", normalized)
+    return _worker.request("canonical", normalized, cache=cache)
 
 
 def equivalent(left: str, right: str) -> bool:

@@ -23,11 +23,14 @@ def add_parser(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    code, found, _ = checked_config("verl-rlif check", args.config_path, args.config_name, args.overrides)
+    code, found, config = checked_config("verl-rlif check", args.config_path, args.config_name, args.overrides)
     if code:
         return code
     for warning in found:
         print(f"warning: {warning}")
+    from verl_rlif.adapters.checks import describe
+
+    print(describe(config))
     print(f"verl-rlif check: {args.config_name} is valid ({len(found)} warning(s))")
     return 0
 

@@ -62,6 +62,17 @@ def monitor_metrics(vote: VoteResult, correct: Sequence[float | None] | None) ->
     }
 
 
+def vote_metrics(vote: VoteResult, correct: Sequence[float | None] | None) -> dict[str, float]:
+    """The vote's ``rlif/`` metrics, and the ground-truth monitors where ground truth exists."""
+    return {
+        **_mean_std("rlif/vote_reward", vote.rewards),
+        "rlif/majority_ratio/mean": vote.majority_ratio.mean().item(),
+        "rlif/clusters_per_group/mean": vote.num_clusters.float().mean().item(),
+        "rlif/answer_rate/mean": vote.answer_rate.mean().item(),
+        **monitor_metrics(vote, correct),
+    }
+
+
 def rlif_step(
     group_ids: Sequence[Hashable],
     answer_keys: Sequence[Hashable | None],
@@ -71,6 +82,7 @@ def rlif_step(
     include: torch.Tensor | None = None,
     correct: Sequence[float | None] | None = None,
     token_entropy: torch.Tensor | None = None,
+    vote_rewards: torch.Tensor | None = None,
 ) -> RLIFStep:
     """Rewards, advantages and metrics for one batch.
 
@@ -85,6 +97,9 @@ def rlif_step(
         correct: ``[N]`` 1.0/0.0 ground-truth correctness or None per response; metrics only.
         token_entropy: ``[N, T]`` per-token entropy of the policy (nats) over the response tokens (needed when
             ``"entropy" in config.rewards``; the reward is minus its masked mean, RENT).
+        vote_rewards: ``[N]`` vote rewards already computed over more responses than these rows (voting on more
+            samples than trained, ``rlif.vote.trained_per_prompt``). Used instead of voting over these rows; the
+            vote metrics are then the caller's (this function cannot see the other voters).
 
     Returns:
         :class:`RLIFStep`.
@@ -95,14 +110,13 @@ def rlif_step(
     pick = lambda seq: [seq[i] for i in rows]  # noqa: E731
     mask = response_mask[include.to(response_mask.device)]
 
-    vote = cluster_vote(pick(group_ids), pick(answer_keys), config.vote)
-    components = {"vote": vote.rewards}
-    metrics = {
-        **_mean_std("rlif/vote_reward", vote.rewards),
-        "rlif/majority_ratio/mean": vote.majority_ratio.mean().item(),
-        "rlif/clusters_per_group/mean": vote.num_clusters.float().mean().item(),
-        "rlif/answer_rate/mean": vote.answer_rate.mean().item(),
-    }
+    if vote_rewards is None:
+        vote = cluster_vote(pick(group_ids), pick(answer_keys), config.vote)
+        components = {"vote": vote.rewards}
+        metrics = vote_metrics(vote, pick(correct) if correct is not None else None)
+    else:
+        components = {"vote": vote_rewards.float().cpu()[include]}
+        metrics = {}
     per_token = {"self_certainty": token_self_certainty, "entropy": token_entropy}
     for name in config.rewards:
         if name not in TOKEN_REWARD_SIGNS:
@@ -118,7 +132,7 @@ def rlif_step(
     gdpo = gdpo_advantages(rewards, pick(group_ids), config.gdpo, response_mask=mask.cpu())
     for name, fraction in zip(config.rewards, gdpo.zero_variance_group_fraction.tolist(), strict=True):
         metrics[f"rlif/zero_variance_groups/{name}"] = fraction
-    metrics.update(monitor_metrics(vote, pick(correct) if correct is not None else None))
+    metrics["rlif/gdpo/batch_std"] = gdpo.batch_std.item()
 
     advantages = torch.zeros(num)
     advantages[include] = gdpo.advantages

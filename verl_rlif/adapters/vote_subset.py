@@ -1,0 +1,114 @@
+"""Voting on more responses than are trained on (``rlif.vote.trained_per_prompt``; TTRL votes 64, trains 32).
+
+verl generates ``actor_rollout_ref.rollout.n`` responses per prompt (the voters). Right after generation and
+reward, before the batch is balanced across data-parallel ranks, :meth:`TrainedSubset.vote_and_keep`
+
+1. fetches the uids and answer keys of every row from TransferQueue and votes over all of them;
+2. keeps a random subset of ``trained_per_prompt`` rows per group (``verl_rlif.core.vote_subset``, seeded by
+   the data seed and the step, so reproducible);
+3. writes each kept row's vote reward to TransferQueue (field ``rlif_vote_reward``), clears the dropped rows
+   from TransferQueue, and returns the batch of kept rows.
+
+So no old-log-prob, reference or update pass runs on a dropped row, and the advantage step reads the vote over
+all voters. verl sizes PPO mini-batches (and pads the batch to them) as ``ppo_mini_batch_size x rollout.n``
+rows; :func:`rollout_n` makes that the trained group size for the steps that run on the kept rows.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator, Sequence
+
+import torch
+import transfer_queue as tq
+from omegaconf import DictConfig, open_dict
+from tensordict import TensorDict
+
+from verl_rlif.answers.merge import merge_equivalent_keys
+from verl_rlif.config import RLIFConfig
+from verl_rlif.core.step import vote_metrics
+from verl_rlif.core.vote_subset import rows_per_group, select_trained_rows
+from verl_rlif.core.voting import cluster_vote
+
+VOTED_KEY = "rlif_vote_reward"
+"""TransferQueue field: ``[N]`` fp32 vote reward of each kept row, from the vote over all voters."""
+
+
+def as_list(field) -> list:
+    """A non-tensor TransferQueue field as a list: a ``NonTensorStack`` (fetched with tensor fields) or the plain
+    sequence TransferQueue returns when only non-tensor fields are selected."""
+    return list(field.tolist() if hasattr(field, "tolist") else field)
+
+
+def group_size_metrics(uids: Sequence, include: torch.Tensor, voted: Sequence | None) -> dict[str, float]:
+    """``rlif/vote/voters_per_prompt`` and ``rlif/vote/trained_per_prompt``: mean rows per group that voted (``voted``:
+    the uids of all voters; None when every row of the batch voted and trains) and that train (``uids`` where
+    ``include``)."""
+    trained = [uid for uid, keep in zip(uids, include.tolist(), strict=True) if keep]
+    return {
+        "rlif/vote/voters_per_prompt": rows_per_group(trained if voted is None else list(voted)),
+        "rlif/vote/trained_per_prompt": rows_per_group(trained),
+    }
+
+
+@contextlib.contextmanager
+def rollout_n(config: DictConfig, n: int | None) -> Iterator[None]:
+    """Within the block verl reads ``actor_rollout_ref.rollout.n`` as ``n`` (unchanged when ``n`` is None)."""
+    if n is None:
+        yield
+        return
+    rollout = config.actor_rollout_ref.rollout
+    generated = rollout.n
+    with open_dict(rollout):
+        rollout.n = n
+    try:
+        yield
+    finally:
+        with open_dict(rollout):
+            rollout.n = generated
+
+
+class TrainedSubset:
+    """The trainer's voting-on-more-samples step; inactive unless ``trained_per_prompt`` < ``rollout.n``."""
+
+    def __init__(self, rlif: RLIFConfig, config: DictConfig) -> None:
+        self.rlif = rlif
+        generated = int(config.actor_rollout_ref.rollout.n)
+        trained = rlif.vote.trained_per_prompt
+        self.trained_per_prompt = trained
+        self.active = trained is not None and trained < generated
+        self.data_seed = int(config.data.get("seed", None) or 0)
+
+    def seed(self, global_step: int, local_step: int = 0) -> int:
+        """One seed per (data seed, step, local update): the same run draws the same subsets."""
+        return (self.data_seed * 1_000_003 + int(global_step)) * 1009 + int(local_step)
+
+    def vote_and_keep(self, batch, metrics: dict, seed: int):
+        """Vote over every row of ``batch`` (a ``KVBatchMeta``), keep the subset; returns the kept rows' batch."""
+        from verl_rlif.adapters.trainer import reward_extra_infos  # the trainer module imports this one
+
+        data = tq.kv_batch_get(keys=batch.keys, partition_id=batch.partition_id, select_fields=["uid", "extra_fields"])
+        uids = as_list(data["uid"])
+        infos = reward_extra_infos(data["extra_fields"])
+        include = [not tag.get("is_padding", False) for tag in batch.tags]
+        rows = [i for i, keep in enumerate(include) if keep]
+        voter_uids = [uids[i] for i in rows]
+        answer_keys = [infos[i].get("answer_key") for i in rows]
+        if self.rlif.extractor.merge_equivalent_in_group:
+            answer_keys = merge_equivalent_keys(voter_uids, answer_keys, budget_s=self.rlif.extractor.merge_budget_s)
+        vote = cluster_vote(voter_uids, answer_keys, self.rlif.vote)
+        metrics.update(vote_metrics(vote, [infos[i].get("acc") for i in rows]))
+
+        kept = select_trained_rows(voter_uids, self.trained_per_prompt, seed).tolist()
+        kept_keys = [batch.keys[rows[i]] for i in kept]
+        dropped = sorted(set(batch.keys) - set(kept_keys))
+        kept_uids = [voter_uids[i] for i in kept]
+        metrics.update(group_size_metrics(kept_uids, torch.ones(len(kept), dtype=torch.bool), voted=voter_uids))
+        tq.kv_batch_put(
+            keys=kept_keys,
+            partition_id=batch.partition_id,
+            fields=TensorDict({VOTED_KEY: vote.rewards[kept].float()}, batch_size=len(kept)),
+        )
+        if dropped:
+            tq.kv_clear(keys=dropped, partition_id=batch.partition_id)
+        return batch.select_keys(kept_keys)
