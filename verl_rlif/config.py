@@ -25,6 +25,7 @@ TIE_POLICIES = ("all", "none", "first")
 WHITEN_LEVELS = ("response", "token")
 SANDBOX_BACKENDS = ("local", "sandbox_fusion")
 SANDBOX_LAYERS = ("session", "rlimits", "env_allowlist", "private_dir", "uid_drop", "seccomp", "landlock", "namespaces")
+SANDBOX_LAYERS += ("capabilities", "write_limit")
 
 
 def _require_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
@@ -171,7 +172,7 @@ class SandboxConfig:
     required_layers: tuple[str, ...] = ("seccomp", "landlock")
     """Isolation layers that must be active, else the sandbox refuses to start (fail closed). Any of
     ``session``, ``rlimits``, ``env_allowlist``, ``private_dir``, ``uid_drop``, ``seccomp``, ``landlock``,
-    ``namespaces``."""
+    ``namespaces``, ``capabilities``, ``write_limit``."""
     allow_insecure: bool = False
     """Trusted debugging only: run model code even when required layers are missing (logged as a warning)."""
     use_namespaces: bool = True

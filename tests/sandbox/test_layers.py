@@ -307,3 +307,28 @@ def test_processes_a_program_left_behind_are_killed_with_its_group(tmp_path):
     signature = zygote.run_one({"source": program + "print(pid)", "fn_name": None}, "", 5.0)
     zygote.close_template()
     assert signature.startswith("OUT:") and gone([int(signature[4:])])
+
+
+@pytest.mark.skipif(landlock.abi_version() < 1, reason="Landlock is not available in this kernel")
+def test_without_a_size_limited_filesystem_no_file_can_be_created(tmp_path):
+    """The ``write_limit`` fallback (no bubblewrap, no CAP_SYS_ADMIN for a tmpfs): the run directory stays readable
+    and usable as cwd, but nothing can be created in it, so a program writes no bytes at all."""
+    ruleset = landlock.Ruleset([os.path.dirname(os.__file__)])
+
+    def check() -> int:
+        seccomp.set_no_new_privs()
+        ruleset.restrict_self([str(tmp_path)], create=False)
+        seccomp.Filter().install()  # O_TMPFILE: Landlock does not count it as a creation; the filter refuses it
+        os.listdir(tmp_path)
+        denied = [
+            refused(lambda: (tmp_path / "f").write_text("x")),
+            refused(lambda: os.mkdir(tmp_path / "d")),
+            refused(lambda: os.open(tmp_path, os.O_TMPFILE | os.O_RDWR)),
+            refused(lambda: os.symlink("/etc", tmp_path / "l")),
+        ]
+        return 0 if all(denied) else 1
+
+    try:
+        assert in_fork(check) == 0 and list(tmp_path.iterdir()) == []
+    finally:
+        ruleset.close()

@@ -6,12 +6,13 @@ signals to themselves, time, and files under Landlock), checked against a trace 
 (``tests/sandbox/seccomp_trace.txt``), and the calls in :data:`FILTERED` only with harmless arguments: ``clone`` for
 threads (``CLONE_THREAD``, no namespace flags), ``prlimit64`` and ``sched_setaffinity`` for the calling process
 only, ``prctl`` for names and reading state (never ``PR_SET_PDEATHSIG``), ``fcntl``/``ioctl`` with listed commands,
-``socketpair`` of ``AF_UNIX`` only, ``sendto`` without an address. Refused with ``EPERM``: the calls in
-:data:`DENIED` (processes, sockets and addressed sends, signals to any process, tracing, namespaces and mounts,
-IPC, io_uring, bpf, file watches and metadata, memfds, kernel surfaces). Refused with ``ENOSYS``: every other
-call, every number this table does not know (a newer kernel's ``open_tree_attr``, ``file_setattr``, ...), and
-``clone3`` (so that libc falls back to ``clone``, whose flags a filter can read). A foreign architecture (e.g. the
-i386 ABI on x86_64) kills the process; x32 system calls are refused.
+``socketpair`` of ``AF_UNIX`` only, ``sendto`` without an address, ``open``/``openat`` without ``O_TMPFILE``.
+Refused with ``EPERM``: the calls in :data:`DENIED` (processes, sockets and addressed sends, signals to any
+process, tracing, namespaces and mounts, IPC, io_uring, bpf, file watches and metadata, memfds, kernel surfaces).
+Refused with ``ENOSYS``: every other call, every number this table does not know (a newer kernel's
+``open_tree_attr``, ``file_setattr``, ...), and ``clone3`` (so that libc falls back to ``clone``, whose flags a
+filter can read). A foreign architecture (e.g. the i386 ABI on x86_64) kills the process; x32 system calls are
+refused.
 
 The dispatch is a binary search over the sorted numbers (about 9 comparisons per call). Built once per worker
 process (the instructions are plain bytes) and installed in each forked child in one ``prctl`` call, after
@@ -130,7 +131,7 @@ SYSCALLS = _numbers()
 # confined to the program's own process, memory, descriptors and (under Landlock) run directory.
 ALLOWED = """
 read write readv writev pread64 pwrite64 preadv pwritev preadv2 pwritev2 lseek close close_range dup dup2 dup3 pipe
-pipe2 open openat stat fstat lstat newfstatat statx statfs fstatfs access faccessat faccessat2 readlink readlinkat
+pipe2 stat fstat lstat newfstatat statx statfs fstatfs access faccessat faccessat2 readlink readlinkat
 getcwd chdir fchdir getdents64 mkdir mkdirat rmdir unlink unlinkat rename renameat renameat2 link linkat symlink
 symlinkat ftruncate fallocate fsync fdatasync flock fadvise64 sendfile copy_file_range umask
 mmap munmap mremap mprotect madvise brk msync mincore mbind get_mempolicy membarrier
@@ -145,7 +146,21 @@ poll ppoll select pselect6 epoll_create epoll_create1 epoll_ctl epoll_wait epoll
 recvfrom recvmsg shutdown getsockopt getsockname getpeername
 """.split()
 # Allowed only with these arguments (see filter_program): one call both needed and dangerous.
-FILTERED = ("clone", "prlimit64", "prctl", "fcntl", "ioctl", "socketpair", "sendto", "sched_setaffinity")
+FILTERED = (
+    "clone",
+    "prlimit64",
+    "prctl",
+    "fcntl",
+    "ioctl",
+    "socketpair",
+    "sendto",
+    "sched_setaffinity",
+    "open",
+    "openat",
+)
+# O_TMPFILE: an unnamed file that Landlock does not count as created; refused, so that where no size-limited
+# filesystem exists nothing at all can be written (Python's tempfile then falls back to a named file)
+O_TMPFILE_BIT = 0o20000000
 # Refused with EPERM (a clear "not allowed"); every other call, and every number this table does not know (a newer
 # kernel's), is refused with ENOSYS, which libc and Python treat as "not available here". clone3 too is ENOSYS,
 # so that libc falls back to clone, whose flags the filter can read.
@@ -305,6 +320,13 @@ def _only_zero(index: int):
     return check
 
 
+def _without_bit(asm: _Assembler, offset: int, bit: int) -> None:
+    asm.load(offset)
+    asm.skip_unless(_JSET_K, bit)
+    asm.goto("eperm")
+    asm.goto("allow")
+
+
 def _clone(asm: _Assembler) -> None:
     """Threads only: CLONE_THREAD set and no namespace flags."""
     asm.load(_arg_low(0))
@@ -326,6 +348,8 @@ _CHECKS = {
     "fcntl": lambda asm: _one_of(asm, _arg_low(1), FCNTL_ALLOWED),  # the command is an unsigned int
     "ioctl": lambda asm: _one_of(asm, _arg_low(1), IOCTL_ALLOWED),
     "socketpair": lambda asm: _one_of(asm, _arg_low(0), (AF_UNIX,)),
+    "open": lambda asm: _without_bit(asm, _arg_low(1), O_TMPFILE_BIT),
+    "openat": lambda asm: _without_bit(asm, _arg_low(2), O_TMPFILE_BIT),
 }
 
 

@@ -143,10 +143,12 @@ def drop_bounding_set(last_cap: int | None = None) -> bool:
     return True
 
 
-def drop_capabilities(last_cap: int | None = None) -> None:
+def drop_capabilities(last_cap: int | None = None, bounding: bool = True) -> None:
     """No capability left in any set: a root child cannot raise a hard rlimit, resize pipes beyond the limit,
-    bypass file permissions, ... The bounding set goes first (dropping it needs CAP_SETPCAP)."""
-    drop_bounding_set(last_cap)
+    bypass file permissions, ... The bounding set goes first (dropping it needs CAP_SETPCAP); ``bounding=False``
+    when the caller already emptied it."""
+    if bounding:
+        drop_bounding_set(last_cap)
     if _libc.capset(ctypes.byref(_CapHeader(_LINUX_CAPABILITY_VERSION_3, 0)), (_CapData * 2)()) != 0:
         raise OSError(ctypes.get_errno(), "capset failed")
     if _capabilities() != (0, 0):
@@ -276,6 +278,7 @@ class Zygote:
         if self.drop_caps:
             status = self._probe(lambda: drop_capabilities(self.last_cap))
             status = "active (all dropped, bounding set emptied)" if status == "active" else status
+            self.drop_caps = status.startswith("active")  # else the layer is reported missing, not every run failed
         self.layers["capabilities"] = status
         if not self.layers.get("seccomp", "").startswith("active"):
             self.filter = None
@@ -404,7 +407,7 @@ class Zygote:
                 self._become_sandbox_user()
             if self.drop_caps:
                 step = "capabilities"
-                drop_capabilities(self.last_cap)
+                drop_capabilities(self.last_cap, bounding=False)
             step = "parent_death"
             _die_with_parent()  # after the uid change, which clears it; the filter then keeps it
             if os.getppid() != parent:
