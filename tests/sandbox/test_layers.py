@@ -237,24 +237,26 @@ def test_wipe_never_follows_a_planted_link(tmp_path):
     assert oct(victim.stat().st_mode & 0o777) == "0o755" and oct((victim / "a").stat().st_mode & 0o777) != "0o700"
 
 
-def test_without_pidfds_the_exit_is_polled_and_the_group_killed_before_the_reap(tmp_path, monkeypatch):
-    """Without pidfds (Linux < 5.3) the collector polls the child's state; the template reaps it only when asked,
-    after the kill, so the pid (and its group id) cannot have gone to another process when it is signalled."""
+def test_the_group_is_killed_before_the_template_reaps(tmp_path, monkeypatch):
+    """The template reports the exit without reaping; the collector kills the child's group, then asks for the reap:
+    the pid (and its group id) cannot have gone to another process when it is signalled."""
     from verl_rlif.sandbox import zygote as zygote_module
 
     events = []
-    kill_group, ask = zygote_module._kill_group, zygote_module.Zygote._ask_template
-    monkeypatch.setattr(zygote_module, "_pidfd", lambda pid: None)
+    kill_group, send = zygote_module._kill_group, zygote_module.Zygote._to_template
     monkeypatch.setattr(zygote_module, "_kill_group", lambda pid: (events.append("kill"), kill_group(pid)))
-    monkeypatch.setattr(
-        zygote_module.Zygote,
-        "_ask_template",
-        lambda self, command, fds=(): (events.append(command["op"]), ask(self, command, fds))[1],
-    )
+
+    def to_template(self, command, fds=()):
+        events.append(command["op"])
+        send(self, command, fds)
+
+    monkeypatch.setattr(zygote_module.Zygote, "_to_template", to_template)
     zygote = zygote_module.Zygote({"base_dir": str(tmp_path), "float_digits": 6, "output_limit_bytes": 4096})
     assert zygote.run_one({"source": "print('x' * 5000)", "fn_name": None}, "", 5.0) == "OUTPUT_LIMIT"
     assert zygote.run_one({"source": "import time\ntime.sleep(0.2)\nprint(1)", "fn_name": None}, "", 5.0) == "OUT:1"
-    assert events == ["fork", "kill", "reap"] * 2
+    assert zygote.run_one({"source": "import os\nos._exit(3)", "fn_name": None}, "", 5.0) == "EXIT:3"
+    assert zygote.run_one({"source": "import time\ntime.sleep(5)", "fn_name": None}, "", 0.3) == "TIMEOUT"
+    assert events == ["fork", "kill", "reap"] * 4
     zygote.close_template()
 
 

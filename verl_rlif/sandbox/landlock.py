@@ -13,6 +13,7 @@ sandbox and abstract unix sockets are denied ("scoped"); below that, seccomp ref
 from __future__ import annotations
 
 import ctypes
+import fcntl
 import os
 import struct
 
@@ -36,6 +37,7 @@ CREATE = FS_MAKE_DIR | FS_MAKE_REG | FS_MAKE_SOCK | FS_MAKE_FIFO | FS_MAKE_SYM  
 SYSTEM_READ_PATHS = ("/usr/lib", "/usr/lib64", "/usr/lib32", "/lib", "/lib64", "/lib32", "/usr/share/zoneinfo")
 SYSTEM_READ_FILES = ("/etc/ld.so.cache", "/etc/localtime", "/dev/null", "/dev/urandom", "/dev/zero")
 
+MIN_FD = 10
 _libc = ctypes.CDLL(None, use_errno=True)
 _libc.syscall.restype = ctypes.c_long
 
@@ -77,9 +79,12 @@ class Ruleset:
         self._rules: list[tuple[int, int]] = []  # (O_PATH descriptor, rights), kept open for every child
         for path in read_paths:
             try:
-                fd = os.open(path, os.O_PATH | os.O_CLOEXEC)
+                low_fd = os.open(path, os.O_PATH | os.O_CLOEXEC)
             except OSError:  # a path this machine lacks grants nothing
                 continue
+            # above the descriptors a sandboxed child sets up (0-4), which would otherwise replace a low one
+            fd = fcntl.fcntl(low_fd, fcntl.F_DUPFD_CLOEXEC, MIN_FD)
+            os.close(low_fd)
             self._rules.append((fd, READ if os.path.isdir(path) else READ & FILE_RIGHTS))
 
     @property

@@ -67,7 +67,6 @@ CAP_SETPCAP = 8
 _LINUX_CAPABILITY_VERSION_3 = 0x20080522
 CLONE_NEWNS, MS_NOSUID, MS_NODEV, MS_REC, MS_PRIVATE = 0x00020000, 2, 4, 1 << 14, 1 << 18
 READ_CHUNK = 65536
-POLL_S = 0.005  # how often the child's exit is polled where pidfds are missing
 EXIT_GRACE_S = 0.05  # after the child exited, how long its pipes may stay open before reading stops
 PACKAGE_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 _libc = ctypes.CDLL(None, use_errno=True)
@@ -349,30 +348,33 @@ class Zygote:
             self.template = self.template_pid = None
 
     def _template_loop(self, control: socket.socket) -> None:
-        """Per run: ``fork`` (deadline, run directory; descriptors attached) -> the child's pid; ``reap`` (pid) ->
-        its wait status. Nothing else ever reaches this process."""
+        """Per run: ``fork`` (deadline, run directory; descriptors attached) -> the child's pid, then, once it has
+        exited, its wait status (waited for without reaping it); ``reap`` (no reply): reap it, after the collector
+        killed its group. Nothing else ever reaches this process."""
         while True:
             message, fds, _, _ = socket.recv_fds(control, 4096, 8)
             if not message:
                 return
             command = json.loads(message)
             if command["op"] == "reap":
-                control.send(str(os.waitpid(command["pid"], 0)[1]).encode())
+                os.waitpid(command["pid"], 0)
                 continue
             try:
                 pid = os.fork()
             except OSError as error:
-                pid = -1
-                control.send(f"-{error.errno or 1}".encode())
+                pid = -(error.errno or 1)
             if pid == 0:
                 self._child(fds, command["run_dir"], command["cpu_s"])
             for fd in fds:
                 os.close(fd)
+            control.send(str(pid).encode())
             if pid > 0:
-                control.send(str(pid).encode())
+                control.send(str(_wait_status(os.waitid(os.P_PID, pid, os.WEXITED | os.WNOWAIT))).encode())
 
-    def _ask_template(self, command: dict, fds: list[int] = ()) -> int:
+    def _to_template(self, command: dict, fds: list[int] = ()) -> None:
         socket.send_fds(self.template, [json.dumps(command).encode()], list(fds))
+
+    def _from_template(self) -> int:
         reply = self.template.recv(64)
         if not reply:
             raise OSError("the template process is gone")
@@ -459,7 +461,8 @@ class Zygote:
         status_r, status_w = os.pipe2(os.O_CLOEXEC)
         command = {"op": "fork", "run_dir": run_dir, "cpu_s": math.ceil(timeout_s) + 1}
         try:
-            pid = self._ask_template(command, [stdin_fd, out_w, res_w, status_w, request_fd])
+            self._to_template(command, [stdin_fd, out_w, res_w, status_w, request_fd])
+            pid = self._from_template()
         except OSError as error:
             pid = -1
             self.warnings.append(f"the template process failed ({error}); replacing this worker")
@@ -482,31 +485,29 @@ class Zygote:
         return bounded(verdict or self._classify(out, record, status, call_mode, setup))
 
     def _supervise(self, pid: int, out_r: int, res_r: int, timeout_s: float):
-        """Read both pipes until the child has exited and closed them, or a limit hits; kill its group and have the
-        template reap it. Returns (verdict or None, stdout, record, wait status)."""
+        """Read both pipes until the child has exited (the template sends its wait status) and closed them, or a
+        limit hits; kill its group and have the template reap it. Returns (verdict or None, stdout, record, wait
+        status)."""
         deadline = time.monotonic() + timeout_s
         buffers = {out_r: bytearray(), res_r: bytearray()}
         open_fds = [out_r, res_r]
-        pidfd = _pidfd(pid)
+        control = self.template.fileno()
         owner = [self.owner_fd] if self.owner_fd is not None else []
-        verdict, exited = None, False
-        while open_fds or not exited:
+        verdict, status = None, None
+        while open_fds or status is None:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 verdict = TIMEOUT
                 break
-            if pidfd is None and not exited:  # no pidfd (Linux < 5.3): poll for the exit
-                exited = _poll_exit(pid)
-            wait_s = remaining if pidfd is not None else min(remaining, POLL_S)
-            if exited:  # gone; pipes still open means something else holds them (only possible without seccomp)
-                wait_s = min(wait_s, EXIT_GRACE_S)
-            watch = open_fds + owner + ([pidfd] if pidfd is not None and not exited else [])
+            # gone, but pipes still open: something else holds them (only possible without seccomp)
+            wait_s = remaining if status is None else min(remaining, EXIT_GRACE_S)
+            watch = open_fds + owner + ([control] if status is None else [])
             ready = select.select(watch, [], [], wait_s)[0]
-            if not ready and exited:
+            if not ready and status is not None:
                 break
             for fd in ready:
-                if fd == pidfd:
-                    exited = True
+                if fd == control:
+                    status = self._from_template()
                     continue
                 if fd == self.owner_fd:  # the trusted side closed its pipe (it died): nothing may outlive it
                     _kill_group(pid)
@@ -520,12 +521,12 @@ class Zygote:
                     verdict = OUTPUT_LIMIT
             if verdict:
                 break
-        if pidfd is not None:
-            os.close(pidfd)
-        # the pid (and so its group id) stays the child's until the template reaps it, which happens only now: the
-        # group is killed first, so whatever the program left in it (possible only without seccomp) goes too
+        # the pid (and so its group id) stays the child's until the template reaps it, which happens only after
+        # this: the group is killed first, so whatever the program left in it (possible only without seccomp) goes
         _kill_group(pid)
-        status = self._ask_template({"op": "reap", "pid": pid})
+        if status is None:
+            status = self._from_template()  # sent once the kill took effect
+        self._to_template({"op": "reap", "pid": pid})
         return verdict, bytes(buffers[out_r]), bytes(buffers[res_r]), status
 
     def _classify(self, out: bytes, record: bytes, status: int, call_mode: bool, setup: bytes) -> str:
@@ -596,20 +597,11 @@ def _kill_group(pid: int) -> None:
             pass
 
 
-def _poll_exit(pid: int) -> bool:
-    """Whether ``pid`` (the template's child, not yet reaped) has exited: a zombie, or gone."""
-    try:
-        with open(f"/proc/{pid}/stat") as stat:
-            return stat.read().rsplit(")", 1)[1].split()[0] in ("Z", "X")
-    except (OSError, IndexError):
-        return True
-
-
-def _pidfd(pid: int) -> int | None:
-    try:
-        return os.pidfd_open(pid)
-    except (AttributeError, OSError):  # Linux < 5.3 or Python < 3.9: poll instead
-        return None
+def _wait_status(result) -> int:
+    """A ``waitid`` result as the status ``waitpid`` would give (for ``os.waitstatus_to_exitcode``)."""
+    if result.si_code == os.CLD_EXITED:
+        return (result.si_status & 0xFF) << 8
+    return result.si_status | (0x80 if result.si_code == os.CLD_DUMPED else 0)
 
 
 def main() -> int:
