@@ -390,7 +390,9 @@ class Zygote:
         try:
             os.setsid()
             step = "descriptors"
-            high = [fcntl.fcntl(fd, fcntl.F_DUPFD, 64) for fd in (stdin_fd, out_w, self.devnull, res_w, status_w)]
+            # every source moves above 0-4 first: one received as, say, 3 must not be replaced before it is used
+            sources = (stdin_fd, out_w, self.devnull, res_w, status_w, request_fd)
+            *high, request_fd = [fcntl.fcntl(fd, fcntl.F_DUPFD, 64) for fd in sources]
             for target, fd in enumerate(high):
                 os.dup2(fd, target)
             report_fd = STATUS_FD
