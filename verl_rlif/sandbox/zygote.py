@@ -473,6 +473,8 @@ class Zygote:
             os.close(fd)
         try:
             if pid < 0:
+                if not self.retiring:
+                    self.warnings.append(f"could not fork a child: {os.strerror(-pid)}")
                 return SANDBOX_ERROR
             verdict, out, record, status = self._supervise(pid, out_r, res_r, timeout_s)
             setup = _read_all(status_r)  # the child is reaped: nothing holds the write end any more
