@@ -257,6 +257,7 @@ def test_the_group_is_killed_before_the_template_reaps(tmp_path, monkeypatch):
     assert zygote.run_one({"source": "import os\nos._exit(3)", "fn_name": None}, "", 5.0) == "EXIT:3"
     assert zygote.run_one({"source": "import time\ntime.sleep(5)", "fn_name": None}, "", 0.3) == "TIMEOUT"
     assert events == ["fork", "kill", "reap"] * 4
+    zygote.settle()
     zygote.close_template()
 
 

@@ -193,6 +193,7 @@ class Zygote:
         self.bounded_dir = bool(config.get("tmpfs"))
         self.template: socket.socket | None = None  # the collector's end of the template's control socket
         self.template_pid: int | None = None
+        self.unreaped = 0  # reap requests whose answer has not been read yet
         self.owner_fd: int | None = None  # the trusted side's pipe: readable mid-run only when it closed
 
     # ---------------------------------------------------------------- layers, probed once at start-up
@@ -340,6 +341,13 @@ class Zygote:
         theirs.close()
         self.template, self.template_pid = ours, pid
 
+    def _settle_quietly(self) -> None:
+        try:
+            self.settle()
+        except OSError as error:  # the template died: the next run retires this worker
+            self.warnings.append(f"the template process failed ({error}); replacing this worker")
+            self.retiring = True
+
     def close_template(self) -> None:
         """Stop the template (it exits when its control socket closes) and reap it."""
         if self.template is not None:
@@ -349,8 +357,9 @@ class Zygote:
 
     def _template_loop(self, control: socket.socket) -> None:
         """Per run: ``fork`` (deadline, run directory; descriptors attached) -> the child's pid, then, once it has
-        exited, its wait status (waited for without reaping it); ``reap`` (no reply): reap it, after the collector
-        killed its group. Nothing else ever reaches this process."""
+        exited, its wait status (waited for without reaping it); ``reap`` -> 0 once reaped (the collector sends it
+        after killing the group, and reads the answer only before its next message or reply, so the reap overlaps
+        with its wipe of the directory). Nothing else ever reaches this process."""
         while True:
             message, fds, _, _ = socket.recv_fds(control, 4096, 8)
             if not message:
@@ -358,6 +367,7 @@ class Zygote:
             command = json.loads(message)
             if command["op"] == "reap":
                 os.waitpid(command["pid"], 0)
+                control.send(b"0")
                 continue
             try:
                 pid = os.fork()
@@ -373,6 +383,13 @@ class Zygote:
 
     def _to_template(self, command: dict, fds: list[int] = ()) -> None:
         socket.send_fds(self.template, [json.dumps(command).encode()], list(fds))
+        self.unreaped += command["op"] == "reap"
+
+    def settle(self) -> None:
+        """Wait until the template has reaped every finished child: no zombie of an answered run remains."""
+        while self.unreaped:
+            self._from_template()
+            self.unreaped -= 1
 
     def _from_template(self) -> int:
         reply = self.template.recv(64)
@@ -463,6 +480,7 @@ class Zygote:
         status_r, status_w = os.pipe2(os.O_CLOEXEC)
         command = {"op": "fork", "run_dir": run_dir, "cpu_s": math.ceil(timeout_s) + 1}
         try:
+            self.settle()
             self._to_template(command, [stdin_fd, out_w, res_w, status_w, request_fd])
             pid = self._from_template()
         except OSError as error:
@@ -548,6 +566,7 @@ class Zygote:
                 return
             run_one = functools.partial(self.run_one, request, timeout_s=float(request["timeout_s"]))
             signatures = each_until_timeout(request["inputs"], run_one)
+            self._settle_quietly()
             protocol.send(writer, {"signatures": signatures, "warnings": self.warnings, "retire": self.retiring})
             self.warnings = []
             if self.retiring:
@@ -624,6 +643,7 @@ def main() -> int:
     gc.freeze()  # children share the heap copy-on-write; the collector would otherwise touch every page
     zygote.start_template()  # before any program's data exists in this process
     probe = zygote.run_one({"source": "print(6 * 7)", "fn_name": None}, "", 10.0)
+    zygote._settle_quietly()
     protocol.send(writer, {"layers": zygote.layers, "probe": probe, "warnings": zygote.warnings})
     zygote.warnings = []
     zygote.serve(reader, writer)
