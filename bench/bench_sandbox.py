@@ -4,9 +4,11 @@ Baseline (timed in the same run, same parallelism): the pattern of verl's ``prim
 per program a ``multiprocessing.Manager`` list and a ``Process`` that runs the program in-process (stdin/stdout
 replaced by buffers), ``join(timeout + 1)``, kill if alive; the Manager is shut down each time. It has no
 isolation at all. Ours: ``verl_rlif.sandbox.local.LocalExecutor`` with its default settings (every layer this
-machine allows, fail-closed), ``workers`` = cores. Two workloads: trivial programs (``print(i)``, the sandbox's
-own cost) and typical solutions (parse a few thousand numbers, sort / DP / count, print), one input each.
-Every program text is distinct, so nothing comes from the result cache. Run by hand: ``python bench/bench_sandbox.py``.
+machine allows, fail-closed: default-deny seccomp, Landlock, capabilities dropped, a template process per worker,
+bounded writes, namespaces where bubblewrap works), ``workers`` = cores. Two workloads: trivial programs
+(``print(i)``, the sandbox's own cost) and typical solutions (parse a few thousand numbers, sort / DP / count,
+print), one input each. Every program text is distinct, so nothing comes from the result cache. Run by hand:
+``python bench/bench_sandbox.py``; it prints the load average (the development machine is shared).
 """
 
 from __future__ import annotations
@@ -87,7 +89,7 @@ def main() -> int:
     executor = LocalExecutor(settings)
     started = time.perf_counter()
     executor.start()
-    print(f"machine: {machine()}")
+    print(f"machine: {machine()}; load average at start {os.getloadavg()[0]:.1f} (other jobs share the cores)")
     print(f"sandbox start-up: {time.perf_counter() - started:.2f} s for {args.workers} workers")
     print(f"layers: {executor.describe()}\n")
     rng = random.Random(0)
@@ -112,7 +114,7 @@ def main() -> int:
     for name in ("trivial", "typical"):
         ours, base = statistics.median(rates[f"{name}/ours"]), statistics.median(rates[f"{name}/baseline"])
         print(f"{name:<10} {base:>22.0f} prog/s {ours:>13.0f} prog/s {ours / base:>6.2f}x")
-    print(f"\nmedian of {args.rounds} rounds; per round all rates: {rates}")
+    print(f"\nmedian of {args.rounds} rounds; load average at end {os.getloadavg()[0]:.1f}; all rates: {rates}")
     return 0
 
 

@@ -30,6 +30,7 @@ LOSS_MODE_RESOLVER = "rlif_kl_cov_loss_mode"
 """OmegaConf resolver ``${rlif_kl_cov_loss_mode:${rlif.kl_cov.rounding}}`` (configs/rlif_plugin.yaml)."""
 SANDBOX_BACKENDS = ("local", "sandbox_fusion")
 SANDBOX_LAYERS = ("session", "rlimits", "env_allowlist", "private_dir", "uid_drop", "seccomp", "landlock", "namespaces")
+SANDBOX_LAYERS += ("capabilities", "write_limit")
 
 
 def kl_cov_loss_mode(rounding: str) -> str:
@@ -239,7 +240,7 @@ class SandboxConfig:
     required_layers: tuple[str, ...] = ("seccomp", "landlock")
     """Isolation layers that must be active, else the sandbox refuses to start (fail closed). Any of
     ``session``, ``rlimits``, ``env_allowlist``, ``private_dir``, ``uid_drop``, ``seccomp``, ``landlock``,
-    ``namespaces``."""
+    ``namespaces``, ``capabilities``, ``write_limit``."""
     allow_insecure: bool = False
     """Trusted debugging only: run model code even when required layers are missing (logged as a warning)."""
     use_namespaces: bool = True

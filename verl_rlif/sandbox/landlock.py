@@ -13,6 +13,7 @@ sandbox and abstract unix sockets are denied ("scoped"); below that, seccomp ref
 from __future__ import annotations
 
 import ctypes
+import fcntl
 import os
 import struct
 
@@ -31,10 +32,12 @@ _FS_BY_ABI = {1: (1 << 13) - 1, 2: (1 << 14) - 1, 3: (1 << 15) - 1, 5: (1 << 16)
 FILE_RIGHTS = FS_EXECUTE | FS_WRITE_FILE | FS_READ_FILE | FS_TRUNCATE | FS_IOCTL_DEV  # all a file rule may hold
 READ = FS_EXECUTE | FS_READ_FILE | FS_READ_DIR
 PRIVATE = ((1 << 16) - 1) & ~(FS_MAKE_CHAR | FS_MAKE_BLOCK | FS_IOCTL_DEV)
+CREATE = FS_MAKE_DIR | FS_MAKE_REG | FS_MAKE_SOCK | FS_MAKE_FIFO | FS_MAKE_SYM  # no device nodes, ever
 
 SYSTEM_READ_PATHS = ("/usr/lib", "/usr/lib64", "/usr/lib32", "/lib", "/lib64", "/lib32", "/usr/share/zoneinfo")
 SYSTEM_READ_FILES = ("/etc/ld.so.cache", "/etc/localtime", "/dev/null", "/dev/urandom", "/dev/zero")
 
+MIN_FD = 10
 _libc = ctypes.CDLL(None, use_errno=True)
 _libc.syscall.restype = ctypes.c_long
 
@@ -76,9 +79,12 @@ class Ruleset:
         self._rules: list[tuple[int, int]] = []  # (O_PATH descriptor, rights), kept open for every child
         for path in read_paths:
             try:
-                fd = os.open(path, os.O_PATH | os.O_CLOEXEC)
+                low_fd = os.open(path, os.O_PATH | os.O_CLOEXEC)
             except OSError:  # a path this machine lacks grants nothing
                 continue
+            # above the descriptors a sandboxed child sets up (0-4), which would otherwise replace a low one
+            fd = fcntl.fcntl(low_fd, fcntl.F_DUPFD_CLOEXEC, MIN_FD)
+            os.close(low_fd)
             self._rules.append((fd, READ if os.path.isdir(path) else READ & FILE_RIGHTS))
 
     @property
@@ -94,9 +100,11 @@ class Ruleset:
         buffer = ctypes.create_string_buffer(rule, len(rule))
         _syscall(SYS_ADD_RULE, ctypes.c_int(ruleset_fd), ctypes.c_int(RULE_PATH_BENEATH), buffer, ctypes.c_uint32(0))
 
-    def restrict_self(self, private_paths: tuple[str, ...] | list[str] = ()) -> None:
+    def restrict_self(self, private_paths: tuple[str, ...] | list[str] = (), create: bool = True) -> None:
         """Apply the read rules plus full access beneath each existing directory in ``private_paths`` to the calling
-        process (needs no-new-privileges set first). The ruleset is built here, so nothing is shared with others."""
+        process (needs no-new-privileges set first); without ``create``, nothing may be created there (where no
+        size-limited filesystem bounds what a program writes in total). The ruleset is built here, so nothing is
+        shared with others."""
         ruleset_fd = _syscall(SYS_CREATE_RULESET, self._attr, ctypes.c_size_t(len(self._attr)), ctypes.c_uint32(0))
         try:
             for fd, rights in self._rules:
@@ -104,12 +112,16 @@ class Ruleset:
             for path in private_paths:
                 fd = os.open(path, os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
                 try:
-                    self._add(ruleset_fd, fd, PRIVATE)
+                    self._add(ruleset_fd, fd, PRIVATE if create else PRIVATE & ~CREATE)
                 finally:
                     os.close(fd)
             _syscall(SYS_RESTRICT_SELF, ctypes.c_int(ruleset_fd), ctypes.c_uint32(0))
         finally:
             os.close(ruleset_fd)
+
+    def descriptors(self) -> list[int]:
+        """The read rules' ``O_PATH`` descriptors (a process that forks children must keep them open)."""
+        return [fd for fd, _ in self._rules]
 
     def close(self) -> None:
         for fd, _ in self._rules:

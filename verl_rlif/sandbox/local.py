@@ -14,6 +14,7 @@ restarted and the request retried once (programs leave nothing behind, so a part
 from __future__ import annotations
 
 import atexit
+import fcntl
 import logging
 import os
 import queue
@@ -94,21 +95,75 @@ class _Spawner:
 
 _spawner = _Spawner()
 _session_lock = threading.Lock()
-_session: dict[str, object] = {"pid": None, "dir": None}
+_session: dict[str, object] = {"pid": None, "dir": None, "lock": None}
+
+
+SESSION_PREFIX = "rlif-sandbox-"
 
 
 def _session_dir() -> str:
     """This process's directory for its workers' base directories, removed when the process exits. A forked child
     makes its own inside its parent's: a child that ends with ``os._exit`` (multiprocessing, data-loader workers)
-    runs no clean-up, and the parent's exit then removes what it left."""
+    runs no clean-up, and the parent's exit then removes what it left. The owner holds an ``flock`` on it for its
+    whole life (the kernel drops it when the owner dies, whatever kills it); the first pool a process starts removes
+    the directories of owners that died without cleaning up (:func:`remove_stale_sessions`)."""
     with _session_lock:
         if _session["pid"] != os.getpid():
             parent = _session["dir"] if _session["dir"] and os.path.isdir(str(_session["dir"])) else None
-            path = tempfile.mkdtemp(prefix=f"rlif-sandbox-{os.getpid()}-", dir=parent)
+            if parent is None:
+                remove_stale_sessions(tempfile.gettempdir())
+            path = tempfile.mkdtemp(prefix=f"{SESSION_PREFIX}{os.getpid()}-", dir=parent)
             os.chmod(path, 0o711)  # a worker that drops to the sandbox uid must pass through to its run directory
-            _session.update(pid=os.getpid(), dir=path)
+            lock = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            _session.update(pid=os.getpid(), dir=path, lock=lock)
             atexit.register(_remove_session_dir, path, os.getpid())
         return str(_session["dir"])
+
+
+def remove_stale_sessions(temp_dir: str) -> list[str]:
+    """Remove the session directories in ``temp_dir`` whose owner is dead: its pid (in the name) no longer runs *and*
+    its lock is free (a live owner, even one in another pid namespace sharing this directory, holds it; a forked
+    child still alive keeps it too). A directory of a live pool is never touched. Returns what was removed."""
+    removed = []
+    try:
+        names = [name for name in os.listdir(temp_dir) if name.startswith(SESSION_PREFIX)]
+    except OSError:
+        return removed
+    for name in names:
+        pid = name[len(SESSION_PREFIX) :].split("-", 1)[0]
+        if not pid.isdigit() or _pid_alive(int(pid)):
+            continue
+        path = os.path.join(temp_dir, name)
+        try:
+            lock = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        except OSError:
+            continue
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(lock)
+            continue
+        try:
+            wipe.remove_tree(path)
+            removed.append(path)
+        except OSError:
+            logger.warning("verl-rlif sandbox: could not remove the stale session directory %s", path)
+        finally:
+            os.close(lock)
+    if removed:
+        logger.info("verl-rlif sandbox: removed %d session directories of dead processes", len(removed))
+    return removed
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _printable(text: object) -> str:
@@ -167,7 +222,7 @@ class _Worker:
             "output_limit_bytes": s.output_limit_bytes,
             "float_digits": s.float_significant_digits,
             "uid": s.sandbox_uid,
-            "layers": {"seccomp": True, "landlock": True, "uid_drop": True},
+            "tmpfs": self.namespaces.startswith("active"),  # bubblewrap mounted a size-limited tmpfs there
         }
 
     def start(self) -> dict:

@@ -9,11 +9,16 @@ import struct
 import time
 
 
+def write_all(fd: int, data: bytes) -> None:
+    """Write all of ``data`` to ``fd`` (a pipe or memfd takes it in pieces)."""
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
 def send(fd: int, message: dict) -> None:
     body = json.dumps(message).encode()
-    data = struct.pack(">I", len(body)) + body
-    while data:
-        data = data[os.write(fd, data) :]
+    write_all(fd, struct.pack(">I", len(body)) + body)
 
 
 def receive(fd: int, deadline: float | None = None) -> dict | None:
