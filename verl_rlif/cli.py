@@ -156,9 +156,14 @@ def _checked_config(prog: str, config_path: str, config_name: str, overrides: li
 
 
 def _check(args: argparse.Namespace) -> int:
-    code, found, _ = _checked_config("verl-rlif check", args.config_path, args.config_name, args.overrides)
+    from verl_rlif.memory import report
+
+    code, found, config = _checked_config("verl-rlif check", args.config_path, args.config_name, args.overrides)
     if code:
         return code
+    breakdown, memory_warnings = report(config, args.gpu_memory_gib)
+    print("\n".join(breakdown))
+    found = found + memory_warnings
     for warning in found:
         print(f"warning: {warning}")
     print(f"verl-rlif check: {args.config_name} is valid ({len(found)} warning(s))")
@@ -440,6 +445,7 @@ def build_parser() -> argparse.ArgumentParser:
     check = commands.add_parser("check", help="compose and validate a training config (no Ray, no GPU)")
     check.add_argument("--config-path", default="configs", help="directory of the config (default: ./configs)")
     check.add_argument("--config-name", default="rlif", help="config name without .yaml (default: rlif)")
+    check.add_argument("--gpu-memory-gib", type=float, default=80.0, help="GPU memory for the estimate (default: 80)")
     check.add_argument("overrides", nargs="*", help="Hydra overrides, as for main_ppo (key=value)")
     check.set_defaults(run=_check)
     vote = commands.add_parser("vote", help="extract answers and vote over a JSONL file of grouped responses")
