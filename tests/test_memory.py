@@ -138,7 +138,7 @@ def test_more_tokens_per_micro_batch_cost_more_activation_memory():
     assert large.phases[0].parts["activations"] == pytest.approx(2 * small.phases[0].parts["activations"])
 
 
-@pytest.mark.parametrize("name", ["code_7b_fsdp", "math_7b_fsdp"])
+@pytest.mark.parametrize("name", ["code_7b_fsdp", "math_7b_fsdp", "math_32b_megatron", "math_70b_megatron"])
 def test_shipped_experiments_fit_with_headroom(name, capsys):
     assert main(["check", "--config-path", str(CONFIGS), "--config-name", name]) == 0
     out = capsys.readouterr().out
@@ -153,3 +153,14 @@ def test_check_warns_for_a_smaller_gpu(capsys):
     args = ["check", "--config-path", str(CONFIGS), "--config-name", "math_7b_fsdp", "--gpu-memory-gib", "24"]
     assert main(args) == 0
     assert "exceeds the 24 GiB GPU" in capsys.readouterr().out
+
+
+def test_the_megatron_experiments_share_one_base():
+    with initialize_config_dir(config_dir=str(CONFIGS), version_base=None):
+        big, bigger = (compose(config_name=name) for name in ("math_32b_megatron", "math_70b_megatron"))
+    transformer = big.actor_rollout_ref.actor.megatron.override_transformer_config
+    assert (transformer.recompute_granularity, transformer.recompute_method) == ("full", "uniform")
+    assert big.trainer.max_actor_ckpt_to_keep == bigger.trainer.max_actor_ckpt_to_keep == 2
+    assert big.data == bigger.data and big.rlif == bigger.rlif
+    assert big.actor_rollout_ref.rollout.log_prob_max_token_len_per_gpu == 32768
+    assert bigger.actor_rollout_ref.actor.megatron.tensor_model_parallel_size == 8
