@@ -410,9 +410,26 @@ def _node_check(args: argparse.Namespace) -> int:
 
 
 def _ray_nodes(args: argparse.Namespace) -> int:
-    from verl_rlif.cluster import alive_hostnames
+    import os
 
-    print("\n".join(alive_hostnames(args.address)))
+    from verl_rlif.cluster import NoHead, alive_nodes
+
+    try:
+        nodes = alive_nodes(args.address, args.timeout_s, args.job_resource)
+    except NoHead as exc:
+        print(f"verl-rlif ray-nodes: {exc}", file=sys.stderr)
+        return 3
+    except TimeoutError as exc:
+        print(f"verl-rlif ray-nodes: {exc}", file=sys.stderr)
+        sys.stderr.flush()
+        os._exit(4)  # a connect still hanging in Ray's threads would block a normal exit
+    except Exception as exc:  # Ray's own errors (InvalidAuthToken, version mismatch): one line, the cause
+        print(
+            f"verl-rlif ray-nodes: asking the Ray head at {args.address} failed: {type(exc).__name__}: {exc}",
+            file=sys.stderr,
+        )
+        return 1
+    print("\n".join(nodes))
     return 0
 
 
@@ -421,6 +438,8 @@ def _add_cluster_commands(commands) -> None:
     check.set_defaults(run=_node_check)
     nodes = commands.add_parser("ray-nodes", help="hostnames of the alive nodes of a Ray cluster")
     nodes.add_argument("address", help="the Ray head, host:port")
+    nodes.add_argument("--timeout-s", type=float, default=30.0, help="give up after this long (default: 30); exit 4")
+    nodes.add_argument("--job-resource", help="list nodes by the name after this custom-resource prefix")
     nodes.set_defaults(run=_ray_nodes)
 
 
