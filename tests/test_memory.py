@@ -164,3 +164,8 @@ def test_the_megatron_experiments_share_one_base():
     assert big.data == bigger.data and big.rlif == bigger.rlif
     assert big.actor_rollout_ref.rollout.log_prob_max_token_len_per_gpu == 32768
     assert bigger.actor_rollout_ref.actor.megatron.tensor_model_parallel_size == 8
+
+
+def test_a_cpu_run_is_not_estimated():
+    lines, warnings = report(verl_config("ppo_trainer", [f"{A}model.path=Qwen/Qwen2.5-7B", "trainer.device=cpu"]))
+    assert lines == ["memory per GPU: not estimated (trainer.device=cpu)"] and warnings == []

@@ -349,6 +349,8 @@ def estimate(config: DictConfig, gpu_gib: float = DEFAULT_GPU_GIB) -> Estimate:
 
 def report(config: DictConfig, gpu_gib: float = DEFAULT_GPU_GIB) -> tuple[list[str], list[str]]:
     """(lines to print, warnings) for ``verl-rlif check``; an unknown model gives one line and no warning."""
+    if _get(config, "trainer.device", "cuda") == "cpu":
+        return ["memory per GPU: not estimated (trainer.device=cpu)"], []
     try:
         result = estimate(config, gpu_gib)
     except UnknownModel as exc:
