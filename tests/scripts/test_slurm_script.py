@@ -76,13 +76,23 @@ def test_head_workers_join_check_then_main_ppo(cluster, tmp_path):
     assert done.returncode == 0, done.stderr
     # the config is checked first, for the allocation's size, before anything starts
     (check,) = calls(log, "python -m verl_rlif.cli check")
-    assert "--config-name math_7b_fsdp trainer.nnodes=3 trainer.n_gpus_per_node=8 preset=vote_only" in check
+    assert "--config-name math_7b_fsdp trainer.nnodes=3 trainer.n_gpus_per_node=8 " in check
+    assert "++ray_kwargs.ray_init.num_cpus=null ++ray_kwargs.ray_init.num_gpus=null preset=vote_only" in check
     assert log.index(check) < log.index(calls(log, "ray start")[0])
     # one head on the first node, a worker on each other node, all through srun on that node
     starts = calls(log, "ray start")
-    assert starts[0].startswith("ray start --head --node-ip-address=10.0.0.1 --port=6379 --num-gpus 8 --block")
+    assert starts[0].startswith(
+        "ray start --head --node-ip-address=10.0.0.1 --port=6379 --num-gpus 8 --temp-dir /tmp/rlif-ray-4242 "
+        '--resources {"rlif_4242_gpu-01": 1} --block'
+    )
     assert node_of(starts[0]) == "gpu-01"
     assert sorted(node_of(s) for s in starts[1:]) == ["gpu-02", "gpu-03"]
+    for start in starts[1:]:  # each node carries this job's resource under its own name
+        assert f'--temp-dir /tmp/rlif-ray-4242 --resources {{"rlif_4242_{node_of(start)}": 1}}' in start
+    # every question to Ray is bounded and counts this job's nodes only
+    polls = calls(log, "python -m verl_rlif.cli ray-nodes")
+    assert all("10.0.0.1:6379 --timeout-s 30 --job-resource rlif_4242_" in poll for poll in polls)
+    assert log.index(polls[0]) < log.index(starts[0])  # the port is checked before the head starts
     assert all("--address=10.0.0.1:6379" in s for s in starts[1:])
     assert all("--overlap --nodes=1 --ntasks=1" in line for line in calls(log, "srun"))
     # every node imports the plugin, then main_ppo runs once on the batch host against the running cluster
@@ -116,7 +126,8 @@ def test_a_node_that_never_joins_times_out_naming_it(cluster):
 def test_a_ray_start_that_dies_stops_the_wait_at_once(cluster):
     done, log = cluster(STUB_RAY_FAIL="gpu-03", STUB_ALIVE="gpu-01 gpu-02", RLIF_JOIN_TIMEOUT_S="600")
     assert done.returncode == 1
-    assert "ray start exited on gpu-03 before the cluster formed" in done.stderr and "ray-gpu-03.log" in done.stderr
+    assert "ray start exited on gpu-03 before the cluster formed: ray: cannot reach the head" in done.stderr
+    assert "ray-gpu-03.log" in done.stderr
 
 
 def test_a_config_that_fails_the_check_starts_nothing(cluster):
@@ -153,7 +164,7 @@ def test_every_site_value_comes_from_the_environment(cluster, tmp_path):
     )
     assert done.returncode == 0, done.stderr
     head = calls(log, "ray start --head")[0]
-    assert "--node-ip-address=192.168.0.7 --port=6380 --num-gpus 4 --num-cpus 96 --temp-dir /scratch/ray" in head
+    assert "--node-ip-address=192.168.0.7 --port=6380 --num-gpus 4 --temp-dir /scratch/ray --num-cpus 96" in head
     assert all("--overlap --mpi=none" in line for line in calls(log, "srun"))
     # Ray's steps get the node's CPUs (srun no longer inherits sbatch's --cpus-per-task); other steps do not
     ray_steps = [line for line in calls(log, "srun") if f" {ray} start " in line]
@@ -164,7 +175,7 @@ def test_every_site_value_comes_from_the_environment(cluster, tmp_path):
     assert "trainer.n_gpus_per_node=4" in main_ppo and "RAY_ADDRESS=192.168.0.7:6380" in main_ppo
     # every python and ray call went through the configured paths, none through a bare `python`/`ray`
     assert all(line.endswith(f"via={python}") for line in calls(log, "python"))
-    assert len(calls(log, "python -m verl_rlif.cli ray-nodes")) >= 1 and len(calls(log, "python")) >= 6
+    assert len(calls(log, "python -m verl_rlif.cli ray-nodes")) >= 2 and len(calls(log, "python")) >= 6
     assert all(line.endswith(f"via={ray}") for line in calls(log, "ray start")) and len(calls(log, "ray")) == 3
     assert "site setup batch" in log and all(f"site setup {node}" in log for node in NODES)
     assert not any("hostname --ip-address" in line for line in calls(log, "srun"))  # RLIF_HEAD_IP given: no lookup
@@ -236,7 +247,7 @@ def test_a_failed_dry_run_keeps_the_logs_its_error_points_to(tmp_path):
         timeout=120,
     )
     assert done.returncode == 1 and "ray start exited on node-2" in done.stderr
-    log = re.search(r"see (\S+/ray-node-2\.log)", done.stderr).group(1)
+    log = re.search(r"all of it in (\S+/ray-node-2\.log)", done.stderr).group(1)
     assert "ray: cannot reach the head" in Path(log).read_text()  # still there after the script exited
 
 
@@ -277,12 +288,43 @@ def test_a_loopback_head_address_falls_back_to_hostname_i(cluster):
     assert not calls(log, "ray")
 
 
-def test_nodes_join_under_hostnames_other_than_their_slurm_names(cluster):
-    done, log = cluster(STUB_HOST_PREFIX="ib-")  # Ray reports ib-gpu-01.cluster.local, SLURM says gpu-01
+def test_a_ray_cluster_already_on_the_port_is_refused_before_anything_starts(cluster):
+    done, log = cluster(STUB_PORT_FOREIGN="login-3")
+    assert done.returncode == 1
+    assert "a Ray cluster is already running at 10.0.0.1:6379 (nodes: foreign login-3); refusing" in done.stderr
+    assert "set RLIF_RAY_PORT" in done.stderr and not calls(log, "ray start")
+
+
+def test_a_port_held_by_another_program_is_refused_naming_why(cluster):
+    done, log = cluster(STUB_PORT_SILENT="1")
+    assert done.returncode == 1
+    assert "port 6379 on gpu-01 is taken by something that is not this job's Ray" in done.stderr
+    assert "no answer from a Ray head at 10.0.0.1:6379 within 30s" in done.stderr and not calls(log, "ray start")
+
+
+def test_a_foreign_node_in_the_cluster_stops_the_wait(cluster):
+    done, log = cluster(STUB_FOREIGN_LATER="ws-7", RLIF_JOIN_TIMEOUT_S="600")
+    assert done.returncode == 1 and "another Ray cluster answers at 10.0.0.1:6379" in done.stderr
+    assert "foreign ws-7" in done.stderr and not calls(log, "python -m verl.trainer")
+
+
+def test_too_few_cpus_for_verls_bundles_stop_before_anything_starts(cluster):
+    done, log = cluster(RLIF_CPUS_PER_NODE="16")  # 8 GPUs x 3 CPUs each
+    assert done.returncode == 1 and "verl asks 3 CPUs per GPU" in done.stderr
+    assert not calls(log, "srun") and not calls(log, "python")
+
+
+def test_every_process_gets_the_same_ray_auth(cluster, tmp_path):
+    probe = tmp_path / "probe.sh"  # the setup file runs in every job step: it records the auth the step inherits
+    probe.write_text(
+        '[[ -z "${STUB_NODE:-}" ]] || echo "auth $STUB_NODE $RAY_AUTH_MODE ${#RAY_AUTH_TOKEN}" >> "$STUB_LOG"\n'
+    )
+    done, log = cluster(RLIF_SETUP=str(probe))
     assert done.returncode == 0, done.stderr
-    assert "all 3 node(s) joined" in done.stdout
-    done, _ = cluster(STUB_HOST_PREFIX="ib-", STUB_ALIVE="gpu-01 gpu-02", RLIF_JOIN_TIMEOUT_S="1")
-    assert done.returncode == 1 and "never joined: gpu-03." in done.stderr  # named by its SLURM name
+    seen = {tuple(line.split()[2:]) for line in log if line.startswith("auth ")}
+    assert seen == {("token", "64")} and len([line for line in log if line.startswith("auth ")]) >= 4
+    done, log = cluster(RLIF_SETUP=str(probe), RLIF_RAY_AUTH="disabled")
+    assert {tuple(line.split()[2:]) for line in log if line.startswith("auth ")} == {("disabled", "0")}
 
 
 def test_a_failing_ray_query_is_quoted_not_mistaken_for_missing_nodes(cluster, tmp_path):

@@ -8,6 +8,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from verl_rlif.memory import DEFAULT_GPU_GIB
+
 CONFIG_PATH_HELP = (
     "a config directory, or a pkg:// path (default: the packaged configs, pkg://verl_rlif.configs); a config of "
     "your own reaches the packaged ones with hydra.searchpath: [pkg://verl.trainer.config, pkg://verl_rlif.configs]"
@@ -18,6 +20,12 @@ def add_parser(subparsers) -> None:
     check = subparsers.add_parser("check", help="compose and validate a training config (no Ray, no GPU)")
     check.add_argument("--config-path", default=None, help=CONFIG_PATH_HELP)
     check.add_argument("--config-name", default="rlif", help="config name without .yaml (default: rlif)")
+    check.add_argument(
+        "--gpu-memory-gib",
+        type=float,
+        default=DEFAULT_GPU_GIB,
+        help=f"GPU memory for the per-GPU memory estimate (default: {DEFAULT_GPU_GIB:g})",
+    )
     check.add_argument("overrides", nargs="*", help="Hydra overrides, as for main_ppo (key=value)")
     check.set_defaults(run=run)
 
@@ -26,10 +34,14 @@ def run(args: argparse.Namespace) -> int:
     code, found, config = checked_config("verl-rlif check", args.config_path, args.config_name, args.overrides)
     if code:
         return code
+    from verl_rlif.adapters.checks import describe
+    from verl_rlif.memory import report
+
+    breakdown, memory_warnings = report(config, args.gpu_memory_gib)
+    print("\n".join(breakdown))
+    found = found + memory_warnings
     for warning in found:
         print(f"warning: {warning}")
-    from verl_rlif.adapters.checks import describe
-
     print(describe(config))
     print(f"verl-rlif check: {args.config_name} is valid ({len(found)} warning(s))")
     return 0
