@@ -1,5 +1,6 @@
-"""FSDP engine: self-certainty from a tiny transformers model's real logits equals the core, in verl's own
-``prepare_model_inputs`` / ``prepare_model_outputs`` (packed, packed + static padding, padded, Ulysses SP=2).
+"""FSDP engine: self-certainty from a tiny transformers model equals path (i) from its real logits, in verl's own
+``prepare_model_inputs`` / ``prepare_model_outputs`` (packed, packed + static padding, padded, Ulysses SP=2):
+path (i') to 1e-5 with unfused kernels, and path (iii) to 1e-4 through verl's fused forward (no logits).
 
 The engine is built with ``__new__`` (its ``__init__`` needs a device mesh); the attributes set are the ones
 verl's input/output preparation reads. ``forward_step`` itself moves batches to the accelerator, so the
@@ -14,10 +15,13 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 from tensordict import TensorDict
 from transformers import Qwen2Config, Qwen2ForCausalLM
+from verl.models.transformers.monkey_patch import patch_forward_with_backends
 from verl.utils import tensordict_utils as tu
 from verl.utils.ulysses import set_ulysses_sequence_parallel_group
 from verl.workers.engine import EngineRegistry
+from verl.workers.engine.fsdp.transformer_impl import FSDPEngineWithLMHead
 
+from verl_rlif.adapters import fsdp_engine
 from verl_rlif.adapters.fsdp_engine import RLIFFSDPEngineWithLMHead
 from verl_rlif.core.self_certainty import self_certainty_from_logits
 
@@ -98,15 +102,58 @@ def test_nothing_extra_without_the_flag(model_and_reference):
     assert "self_certainty" not in out and "log_probs" in out
 
 
-def test_fused_kernels_are_refused_with_the_switch_to_turn_off(model_and_reference):
-    model, seqs, _ = model_and_reference
-    engine = make_engine(model)
-    micro_batch = make_micro_batch(seqs, True, fused=True)
-    inputs, output_args = engine.prepare_model_inputs(make_micro_batch(seqs, True))
+class FusedQwen2(Qwen2ForCausalLM):
+    """Its own class, because verl's fused-kernel patch replaces ``model.__class__.forward``."""
+
+
+@pytest.fixture(scope="module")
+def fused_model(model_and_reference):
+    model, seqs, want = model_and_reference
+    fused = FusedQwen2(model.config).eval()
+    fused.load_state_dict(model.state_dict())
+    patch_forward_with_backends(fused, use_fused_kernels=True, fused_kernels_backend="torch")
+    return fused, seqs, want
+
+
+def run_fused(engine, model, micro_batch):
+    """``forward_step``'s body: verl's fused forward (no logits) between verl's input and output preparation."""
+    inputs, output_args = engine.prepare_model_inputs(micro_batch)
     with torch.no_grad():
         raw = model(**inputs, use_cache=False)
-    with pytest.raises(NotImplementedError, match="use_fused_kernels=false"):
-        engine.prepare_model_outputs(raw, output_args, micro_batch, None)
+    assert getattr(raw, "logits", None) is None  # the fused forward never builds logits
+    return engine.prepare_model_outputs(raw, output_args, micro_batch, None)
+
+
+@pytest.mark.parametrize("remove_padding, pad_to_length", [(True, False), (True, True), (False, False)])
+def test_fused_kernels_hidden_state_path_equals_logits(fused_model, remove_padding, pad_to_length):
+    model, seqs, want = fused_model
+    engine = make_engine(model, pad_to_length=pad_to_length)
+    out = run_fused(engine, model, make_micro_batch(seqs, remove_padding, fused=True))
+    got = out["self_certainty"]
+    assert got.is_nested and got.offsets().tolist() == out["log_probs"].offsets().tolist()
+    torch.testing.assert_close(got.values(), want, atol=1e-4, rtol=0)
+    assert not model.model._forward_hooks  # the hook lives for one micro-batch only
+
+
+def test_fused_kernels_without_the_flag_install_no_hook(fused_model):
+    model, seqs, _ = fused_model
+    out = run_fused(make_engine(model), model, make_micro_batch(seqs, True, self_certainty=False, fused=True))
+    assert "self_certainty" not in out and not model.model._forward_hooks
+
+
+def test_weight_mean_is_cached_until_the_weights_change(fused_model, monkeypatch):
+    model, seqs, _ = fused_model
+    engine = make_engine(model)
+    calls = []
+    real = fsdp_engine.lm_head_mean_row
+    monkeypatch.setattr(fsdp_engine, "lm_head_mean_row", lambda w: calls.append(1) or real(w))
+    for _ in range(2):  # two micro-batches of one pass: one w_bar
+        run_fused(engine, model, make_micro_batch(seqs, True, fused=True))
+    assert len(calls) == 1
+    monkeypatch.setattr(FSDPEngineWithLMHead, "optimizer_step", lambda self: 0.0)
+    engine.optimizer_step()  # a weight update invalidates it
+    run_fused(engine, model, make_micro_batch(seqs, True, fused=True))
+    assert len(calls) == 2
 
 
 def test_selected_by_engine_vendor(monkeypatch):
