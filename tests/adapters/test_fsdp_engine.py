@@ -13,10 +13,7 @@ import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
-from tensordict import TensorDict
 from transformers import Qwen2Config, Qwen2ForCausalLM
-from verl.models.transformers.monkey_patch import patch_forward_with_backends
-from verl.utils import tensordict_utils as tu
 from verl.utils.ulysses import set_ulysses_sequence_parallel_group
 from verl.workers.engine import EngineRegistry
 from verl.workers.engine.fsdp.transformer_impl import FSDPEngineWithLMHead
@@ -24,6 +21,8 @@ from verl.workers.engine.fsdp.transformer_impl import FSDPEngineWithLMHead
 from verl_rlif.adapters import fsdp_engine
 from verl_rlif.adapters.fsdp_engine import RLIFFSDPEngineWithLMHead
 from verl_rlif.core.self_certainty import self_certainty_from_logits
+from verl_rlif.testing import engine_pass
+from verl_rlif.testing.engine_pass import make_engine, old_log_prob_pass, with_fused_kernels
 
 VOCAB, TEMPERATURE = 136, 0.7
 LENGTHS = (5, 9, 3)
@@ -47,38 +46,12 @@ def build_model_and_reference():
     return model, seqs, self_certainty_from_logits(logits, temperature=TEMPERATURE)
 
 
-def make_engine(model, sp_size=1, pad_to_length=False):
-    engine = RLIFFSDPEngineWithLMHead.__new__(RLIFFSDPEngineWithLMHead)
-    engine.module = model
-    engine.use_ulysses_sp, engine.ulysses_sequence_parallel_size = sp_size > 1, sp_size
-    engine.pad_to_length, engine.pad_to_length_bucket = pad_to_length, 16
-    return engine
+def run_engine(engine, model, micro_batch):
+    return old_log_prob_pass(engine, model, micro_batch)
 
 
 def make_micro_batch(seqs, remove_padding, self_certainty=True, fused=False):
-    nested = lambda xs: torch.nested.as_nested_tensor(xs, layout=torch.jagged)  # noqa: E731
-    batch = TensorDict(
-        {"input_ids": nested(seqs), "position_ids": nested([torch.arange(len(s)) for s in seqs])},
-        batch_size=[len(seqs)],
-    )
-    tu.assign_non_tensor(
-        batch,
-        use_remove_padding=remove_padding,
-        use_fused_kernels=fused,
-        calculate_entropy=False,
-        calculate_self_certainty=self_certainty,
-        self_certainty_chunk_size_tokens=4,
-        temperature=TEMPERATURE,
-        pad_token_id=0,
-    )
-    return batch
-
-
-def run_engine(engine, model, micro_batch):
-    inputs, output_args = engine.prepare_model_inputs(micro_batch)
-    with torch.no_grad():
-        raw = model(**inputs, use_cache=False)
-    return engine.prepare_model_outputs(raw, output_args, micro_batch, None)
+    return engine_pass.make_micro_batch(seqs, remove_padding, self_certainty, fused, temperature=TEMPERATURE)
 
 
 @pytest.fixture(scope="module")
@@ -102,17 +75,10 @@ def test_nothing_extra_without_the_flag(model_and_reference):
     assert "self_certainty" not in out and "log_probs" in out
 
 
-class FusedQwen2(Qwen2ForCausalLM):
-    """Its own class, because verl's fused-kernel patch replaces ``model.__class__.forward``."""
-
-
 @pytest.fixture(scope="module")
 def fused_model(model_and_reference):
     model, seqs, want = model_and_reference
-    fused = FusedQwen2(model.config).eval()
-    fused.load_state_dict(model.state_dict())
-    patch_forward_with_backends(fused, use_fused_kernels=True, fused_kernels_backend="torch")
-    return fused, seqs, want
+    return with_fused_kernels(model), seqs, want
 
 
 def run_fused(engine, model, micro_batch):
