@@ -145,6 +145,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--long-tokens", type=int, default=8192)
+    parser.add_argument("--only", choices=["time", "memory"], help="run one half (both by default)")
     parser.add_argument("--child")
     args = parser.parse_args()
     torch.manual_seed(0)
@@ -152,22 +153,33 @@ def main() -> None:
         peak_memory_child(*json.loads(args.child), device=args.device)
         return
 
-    model = load_model(args.device)
+    print(f"Old-log-prob pass, SmolLM2-135M fp32, packed, T=0.7 ({machine()})")
+    if args.only != "memory":
+        time_both(args.device)
+    if args.only != "time":
+        memory_all(args.device, args.long_tokens)
+
+
+def time_both(device: str) -> None:
+    model = load_model(device)
     fused_model = engine_pass.with_fused_kernels(model)
-    seqs = sequences(BATCH, SEQ_LEN, model.config.vocab_size, args.device)
-    print(f"Old-log-prob pass, SmolLM2-135M fp32, {BATCH} x {SEQ_LEN} tokens packed, T=0.7 ({machine()})")
+    seqs = sequences(BATCH, SEQ_LEN, model.config.vocab_size, device)
     for name, net, fused in (("unfused, path (i')", model, False), ("fused, path (iii)", fused_model, True)):
-        t = time_on_off(net, seqs, fused, args.device)
-        work = added_work_s(net, seqs, fused, args.device)
+        t = time_on_off(net, seqs, fused, device)
+        work = added_work_s(net, seqs, fused, device)
         print(
             f"  {name:20s} off {t['off_s'] * 1e3:8.1f} ms  on {t['on_s'] * 1e3:8.1f} ms  "
-            f"added {t['on_s'] / t['off_s'] - 1:+6.1%} (median of {REPEATS}, load {t['load']:.1f}); "
+            f"added {t['on_s'] / t['off_s'] - 1:+6.1%} ({BATCH} x {SEQ_LEN} tokens, median of {REPEATS}, load "
+            f"{t['load']:.1f}); "
             f"self-certainty alone {work * 1e3:.2f} ms = {work / t['off_s']:.2%} of the pass"
         )
-    cases = [("unfused", False, BATCH, SEQ_LEN), ("fused", True, BATCH, SEQ_LEN), ("fused", True, 1, args.long_tokens)]
+
+
+def memory_all(device: str, long_tokens: int) -> None:
+    cases = [("unfused", False, BATCH, SEQ_LEN), ("fused", True, BATCH, SEQ_LEN), ("fused", True, 1, long_tokens)]
     for name, fused, batch, length in cases:
-        off = peak_memory(fused, False, batch, length, args.device)
-        on = peak_memory(fused, True, batch, length, args.device)
+        off = peak_memory(fused, False, batch, length, device)
+        on = peak_memory(fused, True, batch, length, device)
         print(
             f"  peak memory of the pass, {name:7s} {batch} x {length:5d} tokens: off {off:8.1f} MiB  "
             f"on {on:8.1f} MiB  added {on / off - 1:+6.1%}"

@@ -154,3 +154,14 @@ def test_ulysses_sequence_parallel_gathers_and_unpads(tmp_path):
     mp.spawn(_ulysses_worker, args=(2, str(tmp_path / "init"), str(tmp_path / "err")), nprocs=2, join=True)
     for rank in range(2):
         assert float((tmp_path / f"err.{rank}").read_text()) < 1e-5
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("fused", [False, True])
+def test_engine_paths_on_cuda_equal_path_i(model_and_reference, fused):
+    """(i') and (iii) through the engine on CUDA, against path (i) from the CPU logits."""
+    model, seqs, want = model_and_reference
+    net = (with_fused_kernels(model) if fused else model).cuda()
+    engine = make_engine(net)
+    out = run_engine(engine, net, make_micro_batch([s.cuda() for s in seqs], True, fused=fused))
+    torch.testing.assert_close(out["self_certainty"].values().cpu(), want, atol=1e-4, rtol=0)
