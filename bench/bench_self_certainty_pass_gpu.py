@@ -1,6 +1,7 @@
 """GPU: self-certainty on vs off in a verl-free replica of the old-log-prob pass (SmolLM2-135M shapes, bf16).
 
-Run: python bench/bench_self_certainty_pass_gpu.py [--device cuda] [--tokens 8192]
+Run: python bench/bench_self_certainty_pass_gpu.py [--device cuda|cpu] [--tokens 8192] (skips without CUDA unless
+--device is given)
 
 For a GPU host without verl (the lent device cannot install verl's dependencies, Ray alone being 79 MB over the
 carry limit), so the pass is rebuilt from its parts in plain torch: a randomly initialised Llama with SmolLM2's
@@ -98,10 +99,13 @@ def peak_mib(fn, device):
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--device", default="cuda")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else None)
     parser.add_argument("--tokens", type=int, default=8192)
     parser.add_argument("--layers", type=int, default=SMOLLM2["num_hidden_layers"])
     args = parser.parse_args()
+    if args.device is None:  # `make bench` on a machine without a GPU
+        print("bench_self_certainty_pass_gpu: no CUDA device, skipped (--device cpu runs it on the CPU)")
+        return
     device = torch.device(args.device)
     dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
     torch.manual_seed(0)
