@@ -10,8 +10,9 @@ and verl's fused forward (``torch`` backend, no logits; path (iii) from the deco
 alternate and the medians are compared, because the shared machine's load moves single runs by more than the
 effect; the load average is printed with them. The work self-certainty adds is also timed on its own.
 
-Peak memory: each configuration runs in a fresh child process; the figure is the peak RSS during the pass
-minus the RSS just before it (Linux ``VmHWM`` reset through ``/proc/self/clear_refs``), or the CUDA peak.
+Peak memory: each configuration runs in a fresh child process, warmed up on a 64-token batch; the figure is the
+peak RSS during the pass minus the RSS just before it (Linux ``VmHWM`` reset through ``/proc/self/clear_refs``),
+or the CUDA peak.
 The long-sequence case (one ``--long-tokens`` sequence, fused) is where fused kernels matter: the logits alone
 would be tokens x 49,152 x 4 bytes.
 """
@@ -62,17 +63,17 @@ def timed_pass(engine, model, seqs, self_certainty: bool, fused: bool, device: s
     return time.perf_counter() - start
 
 
-def time_on_off(model, seqs, fused: bool, device: str) -> dict:
+def time_on_off(model, seqs, fused: bool, device: str, repeats: int) -> dict:
     engine = engine_pass.make_engine(model)
     timed_pass(engine, model, seqs, True, fused, device)  # warm-up (and w_bar, once per weight version)
     off, on = [], []
-    for _ in range(REPEATS):
+    for _ in range(repeats):
         off.append(timed_pass(engine, model, seqs, False, fused, device))
         on.append(timed_pass(engine, model, seqs, True, fused, device))
     return {"off_s": statistics.median(off), "on_s": statistics.median(on), "load": os.getloadavg()[0]}
 
 
-def added_work_s(model, seqs, fused: bool, device: str) -> float:
+def added_work_s(model, seqs, fused: bool, device: str, repeats: int) -> float:
     """The self-certainty computation alone, on the pass's real tensors (less noisy than a difference of passes)."""
     from verl_rlif.core.self_certainty import (
         centred_logits,
@@ -97,7 +98,7 @@ def added_work_s(model, seqs, fused: bool, device: str) -> float:
         return self_certainty_from_centred_logits(centred, log_probs, model.config.vocab_size, 0.7)
 
     times = []
-    for _ in range(REPEATS + 1):
+    for _ in range(repeats + 1):
         _sync(device)
         start = time.perf_counter()
         work()
@@ -119,6 +120,10 @@ def peak_memory_child(fused: bool, self_certainty: bool, batch: int, length: int
     seqs = sequences(batch, length, model.config.vocab_size, device)
     engine = engine_pass.make_engine(model)
     micro_batch = engine_pass.make_micro_batch(seqs, True, self_certainty, fused, chunk_size_tokens=1024)
+    # warm-up on a short batch: kernels' lazy initialisation and w_bar (cached per weight version) are not the pass
+    warm = sequences(1, 64, model.config.vocab_size, device)
+    warm_batch = engine_pass.make_micro_batch(warm, True, self_certainty, fused, chunk_size_tokens=1024)
+    engine_pass.old_log_prob_pass(engine, model, warm_batch)
     if device.startswith("cuda"):
         torch.cuda.synchronize()
         before = torch.cuda.memory_allocated()
@@ -146,6 +151,8 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--long-tokens", type=int, default=8192)
     parser.add_argument("--only", choices=["time", "memory"], help="run one half (both by default)")
+    parser.add_argument("--kernels", choices=["unfused", "fused"], help="time one kind only (both by default)")
+    parser.add_argument("--repeats", type=int, default=REPEATS, help="alternating on/off pairs timed")
     parser.add_argument("--child")
     args = parser.parse_args()
     torch.manual_seed(0)
@@ -155,21 +162,23 @@ def main() -> None:
 
     print(f"Old-log-prob pass, SmolLM2-135M fp32, packed, T=0.7 ({machine()})")
     if args.only != "memory":
-        time_both(args.device)
+        time_both(args.device, args.kernels, args.repeats)
     if args.only != "time":
         memory_all(args.device, args.long_tokens)
 
 
-def time_both(device: str) -> None:
+def time_both(device: str, kernels: str | None, repeats: int) -> None:
     model = load_model(device)
     fused_model = engine_pass.with_fused_kernels(model)
     seqs = sequences(BATCH, SEQ_LEN, model.config.vocab_size, device)
     for name, net, fused in (("unfused, path (i')", model, False), ("fused, path (iii)", fused_model, True)):
-        t = time_on_off(net, seqs, fused, device)
-        work = added_work_s(net, seqs, fused, device)
+        if kernels and kernels != name.split(",")[0]:
+            continue
+        t = time_on_off(net, seqs, fused, device, repeats)
+        work = added_work_s(net, seqs, fused, device, repeats)
         print(
             f"  {name:20s} off {t['off_s'] * 1e3:8.1f} ms  on {t['on_s'] * 1e3:8.1f} ms  "
-            f"added {t['on_s'] / t['off_s'] - 1:+6.1%} ({BATCH} x {SEQ_LEN} tokens, median of {REPEATS}, load "
+            f"added {t['on_s'] / t['off_s'] - 1:+6.1%} ({BATCH} x {SEQ_LEN} tokens, median of {repeats}, load "
             f"{t['load']:.1f}); "
             f"self-certainty alone {work * 1e3:.2f} ms = {work / t['off_s']:.2%} of the pass"
         )
