@@ -276,3 +276,8 @@ def test_check_warns_when_the_training_data_is_smaller_than_one_batch(tmp_path, 
 
 def test_fused_kernels_pass_with_the_fsdp_engine():
     assert validate(composed("actor_rollout_ref.model.use_fused_kernels=true", name="rlif")) == []
+
+
+def test_fused_kernels_with_megatron_are_refused_naming_the_switch():
+    with pytest.raises(ConfigError, match="FSDP engine only; set actor_rollout_ref.model.use_fused_kernels=false"):
+        validate(composed("actor_rollout_ref.model.use_fused_kernels=true", name="rlif_megatron"))
