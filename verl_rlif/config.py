@@ -27,7 +27,7 @@ KL_COV_LOSS_MODES = {"stochastic": "rlif_kl_cov", "verl": "rlif_kl_cov_verl_roun
 """``rlif.kl_cov.rounding`` -> the registered policy loss (``actor.policy_loss.loss_mode``) that implements it."""
 KL_COV_ROUNDINGS = tuple(KL_COV_LOSS_MODES)
 LOSS_MODE_RESOLVER = "rlif_kl_cov_loss_mode"
-"""OmegaConf resolver ``${rlif_kl_cov_loss_mode:${rlif.kl_cov.rounding}}`` (configs/rlif_plugin.yaml)."""
+"""OmegaConf resolver ``${rlif_kl_cov_loss_mode:${rlif.kl_cov.rounding}}`` (verl_rlif/configs/rlif_plugin.yaml)."""
 SANDBOX_BACKENDS = ("local", "sandbox_fusion")
 SANDBOX_LAYERS = ("session", "rlimits", "env_allowlist", "private_dir", "uid_drop", "seccomp", "landlock", "namespaces")
 SANDBOX_LAYERS += ("capabilities", "write_limit")

@@ -126,7 +126,6 @@ def test_yaml_mirrors_the_dataclass_defaults():
         (["reward.reward_manager.name=naive"], "set reward.reward_manager.name=rlif"),
         (["~ray_kwargs.ray_init.runtime_env.env_vars"], "VERL_ENGINE_VENDOR=rlif"),
         (["ray_kwargs.ray_init.runtime_env.env_vars.VERL_ENGINE_VENDOR=nvidia"], "VERL_ENGINE_VENDOR=rlif"),
-        (["actor_rollout_ref.model.use_fused_kernels=true"], "set actor_rollout_ref.model.use_fused_kernels=false"),
         (["actor_rollout_ref.rollout.n=1"], "set actor_rollout_ref.rollout.n>=2"),
         (["algorithm.filter_groups.enable=true"], "set algorithm.filter_groups.enable=false"),
         (["algorithm.rollout_correction.bypass_mode=true"], "set algorithm.rollout_correction.bypass_mode=false"),
@@ -371,3 +370,12 @@ def test_check_warns_when_the_training_data_is_smaller_than_one_batch(tmp_path, 
     assert "hold 3 rows, fewer than data.train_batch_size=4" in capsys.readouterr().out
     assert main([*args, "data.train_batch_size=2", "actor_rollout_ref.actor.ppo_mini_batch_size=2"]) == 0
     assert "fewer than" not in capsys.readouterr().out
+
+
+def test_fused_kernels_pass_with_the_fsdp_engine():
+    assert validate(composed("actor_rollout_ref.model.use_fused_kernels=true", name="rlif")) == []
+
+
+def test_fused_kernels_with_megatron_are_refused_naming_the_switch():
+    with pytest.raises(ConfigError, match="FSDP engine only; set actor_rollout_ref.model.use_fused_kernels=false"):
+        validate(composed("actor_rollout_ref.model.use_fused_kernels=true", name="rlif_megatron"))

@@ -1,25 +1,29 @@
-"""FSDP engine: self-certainty from a tiny transformers model's real logits equals the core, in verl's own
-``prepare_model_inputs`` / ``prepare_model_outputs`` (packed, packed + static padding, padded, Ulysses SP=2).
+"""FSDP engine: self-certainty from a tiny transformers model equals path (i) from its real logits, in verl's own
+``prepare_model_inputs`` / ``prepare_model_outputs`` (packed, packed + static padding, padded, Ulysses SP=2):
+path (i') to 1e-5 with unfused kernels, and path (iii) to 1e-4 through verl's fused forward (no logits).
 
 The engine is built with ``__new__`` (its ``__init__`` needs a device mesh); the attributes set are the ones
 verl's input/output preparation reads. ``forward_step`` itself moves batches to the accelerator, so the
 model forward is run here between the two verl calls, exactly as ``forward_step`` does.
 """
 
+import ast
 import types
 
 import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
-from tensordict import TensorDict
 from transformers import Qwen2Config, Qwen2ForCausalLM
-from verl.utils import tensordict_utils as tu
 from verl.utils.ulysses import set_ulysses_sequence_parallel_group
 from verl.workers.engine import EngineRegistry
+from verl.workers.engine.fsdp.transformer_impl import FSDPEngineWithLMHead
 
+from verl_rlif.adapters import fsdp_engine
 from verl_rlif.adapters.fsdp_engine import RLIFFSDPEngineWithLMHead
 from verl_rlif.core.self_certainty import self_certainty_from_logits
+from verl_rlif.testing import engine_pass
+from verl_rlif.testing.engine_pass import make_engine, old_log_prob_pass, with_fused_kernels
 
 VOCAB, TEMPERATURE = 136, 0.7
 LENGTHS = (5, 9, 3)
@@ -43,38 +47,12 @@ def build_model_and_reference():
     return model, seqs, self_certainty_from_logits(logits, temperature=TEMPERATURE)
 
 
-def make_engine(model, sp_size=1, pad_to_length=False):
-    engine = RLIFFSDPEngineWithLMHead.__new__(RLIFFSDPEngineWithLMHead)
-    engine.module = model
-    engine.use_ulysses_sp, engine.ulysses_sequence_parallel_size = sp_size > 1, sp_size
-    engine.pad_to_length, engine.pad_to_length_bucket = pad_to_length, 16
-    return engine
+def run_engine(engine, model, micro_batch):
+    return old_log_prob_pass(engine, model, micro_batch)
 
 
 def make_micro_batch(seqs, remove_padding, self_certainty=True, fused=False):
-    nested = lambda xs: torch.nested.as_nested_tensor(xs, layout=torch.jagged)  # noqa: E731
-    batch = TensorDict(
-        {"input_ids": nested(seqs), "position_ids": nested([torch.arange(len(s)) for s in seqs])},
-        batch_size=[len(seqs)],
-    )
-    tu.assign_non_tensor(
-        batch,
-        use_remove_padding=remove_padding,
-        use_fused_kernels=fused,
-        calculate_entropy=False,
-        calculate_self_certainty=self_certainty,
-        self_certainty_chunk_size_tokens=4,
-        temperature=TEMPERATURE,
-        pad_token_id=0,
-    )
-    return batch
-
-
-def run_engine(engine, model, micro_batch):
-    inputs, output_args = engine.prepare_model_inputs(micro_batch)
-    with torch.no_grad():
-        raw = model(**inputs, use_cache=False)
-    return engine.prepare_model_outputs(raw, output_args, micro_batch, None)
+    return engine_pass.make_micro_batch(seqs, remove_padding, self_certainty, fused, temperature=TEMPERATURE)
 
 
 @pytest.fixture(scope="module")
@@ -98,15 +76,51 @@ def test_nothing_extra_without_the_flag(model_and_reference):
     assert "self_certainty" not in out and "log_probs" in out
 
 
-def test_fused_kernels_are_refused_with_the_switch_to_turn_off(model_and_reference):
-    model, seqs, _ = model_and_reference
-    engine = make_engine(model)
-    micro_batch = make_micro_batch(seqs, True, fused=True)
-    inputs, output_args = engine.prepare_model_inputs(make_micro_batch(seqs, True))
+@pytest.fixture(scope="module")
+def fused_model(model_and_reference):
+    model, seqs, want = model_and_reference
+    return with_fused_kernels(model), seqs, want
+
+
+def run_fused(engine, model, micro_batch):
+    """``forward_step``'s body: verl's fused forward (no logits) between verl's input and output preparation."""
+    inputs, output_args = engine.prepare_model_inputs(micro_batch)
     with torch.no_grad():
         raw = model(**inputs, use_cache=False)
-    with pytest.raises(NotImplementedError, match="use_fused_kernels=false"):
-        engine.prepare_model_outputs(raw, output_args, micro_batch, None)
+    assert getattr(raw, "logits", None) is None  # the fused forward never builds logits
+    return engine.prepare_model_outputs(raw, output_args, micro_batch, None)
+
+
+@pytest.mark.parametrize("remove_padding, pad_to_length", [(True, False), (True, True), (False, False)])
+def test_fused_kernels_hidden_state_path_equals_logits(fused_model, remove_padding, pad_to_length):
+    model, seqs, want = fused_model
+    engine = make_engine(model, pad_to_length=pad_to_length)
+    out = run_fused(engine, model, make_micro_batch(seqs, remove_padding, fused=True))
+    got = out["self_certainty"]
+    assert got.is_nested and got.offsets().tolist() == out["log_probs"].offsets().tolist()
+    torch.testing.assert_close(got.values(), want, atol=1e-4, rtol=0)
+    assert not model.model._forward_hooks  # the hook lives for one micro-batch only
+
+
+def test_fused_kernels_without_the_flag_install_no_hook(fused_model):
+    model, seqs, _ = fused_model
+    out = run_fused(make_engine(model), model, make_micro_batch(seqs, True, self_certainty=False, fused=True))
+    assert "self_certainty" not in out and not model.model._forward_hooks
+
+
+def test_weight_mean_is_cached_until_the_weights_change(fused_model, monkeypatch):
+    model, seqs, _ = fused_model
+    engine = make_engine(model)
+    calls = []
+    real = fsdp_engine.lm_head_mean_row
+    monkeypatch.setattr(fsdp_engine, "lm_head_mean_row", lambda w: calls.append(1) or real(w))
+    for _ in range(2):  # two micro-batches of one pass: one w_bar
+        run_fused(engine, model, make_micro_batch(seqs, True, fused=True))
+    assert len(calls) == 1
+    monkeypatch.setattr(FSDPEngineWithLMHead, "optimizer_step", lambda self: 0.0)
+    engine.optimizer_step()  # a weight update invalidates it
+    run_fused(engine, model, make_micro_batch(seqs, True, fused=True))
+    assert len(calls) == 2
 
 
 def test_selected_by_engine_vendor(monkeypatch):
@@ -132,15 +146,43 @@ def _ulysses_worker(rank, world, init_file, result_file):
     chunk = inputs["input_ids"].shape[1]
     local = types.SimpleNamespace(logits=full[rank * chunk : (rank + 1) * chunk][None])
     got = engine.prepare_model_outputs(local, output_args, micro_batch, None)["self_certainty"].values()
+    # Fused kernels: the decoder hook sees this rank's slice of the padded packed hidden states, and the kernel
+    # returns log-probs for that slice with the globally rolled, sliced labels (`shift_labels`).
+    with torch.no_grad():
+        hidden = torch.cat([model.model(input_ids=s[None])[0][0] for s in seqs])
+    fused_batch = make_micro_batch(seqs, True, fused=True)
+    inputs, output_args = engine.prepare_model_inputs(fused_batch)  # installs the hook
+    with torch.no_grad():
+        hidden = torch.cat([hidden, hidden.new_zeros(output_args["pad_size"], hidden.shape[-1])])
+        local_h = hidden[rank * chunk : (rank + 1) * chunk][None]
+        for hook in list(model.model._forward_hooks.values()):
+            hook(model.model, (), (local_h,))
+        logits = local_h @ model.lm_head.weight.T / TEMPERATURE
+        log_probs = torch.log_softmax(logits, -1).gather(-1, inputs["shift_labels"][..., None]).squeeze(-1)
+    fused = types.SimpleNamespace(log_probs=log_probs, logits=None)
+    got_fused = engine.prepare_model_outputs(fused, output_args, fused_batch, None)["self_certainty"].values()
     with open(f"{result_file}.{rank}", "w") as f:
-        f.write(repr((got - want).abs().max().item()))
+        f.write(repr(((got - want).abs().max().item(), (got_fused - want).abs().max().item())))
     dist.destroy_process_group()
 
 
 def test_ulysses_sequence_parallel_gathers_and_unpads(tmp_path):
+    """(i') to 1e-5 and (iii) to 1e-4 on Ulysses SP=2."""
     mp.spawn(_ulysses_worker, args=(2, str(tmp_path / "init"), str(tmp_path / "err")), nprocs=2, join=True)
     for rank in range(2):
-        assert float((tmp_path / f"err.{rank}").read_text()) < 1e-5
+        unfused, fused = ast.literal_eval((tmp_path / f"err.{rank}").read_text())
+        assert unfused < 1e-5 and fused < 1e-4
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("fused", [False, True])
+def test_engine_paths_on_cuda_equal_path_i(model_and_reference, fused):
+    """(i') and (iii) through the engine on CUDA, against path (i) from the CPU logits."""
+    model, seqs, want = model_and_reference
+    net = (with_fused_kernels(model) if fused else model).cuda()
+    engine = make_engine(net)
+    out = run_engine(engine, net, make_micro_batch([s.cuda() for s in seqs], True, fused=fused))
+    torch.testing.assert_close(out["self_certainty"].values().cpu(), want, atol=1e-4, rtol=0)
 
 
 def _backends_with_vendor(device: str) -> dict[str, type]:

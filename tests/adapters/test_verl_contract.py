@@ -86,8 +86,26 @@ def test_fsdp_engine_surface():
     ]
     assert params(FSDPEngine._gather_and_unpad_packed) == ["self", "tensor", "pad_size"]
     source = inspect.getsource(FSDPEngineWithLMHead.prepare_model_inputs)
-    for key in ("temperature_rmpad", "temperature", "pad_size", "temperature_is_one"):
+    for key in ("temperature_rmpad", "temperature", "pad_size", "temperature_is_one", "input_ids_rmpad_rolled"):
         assert f'"{key}"' in source, f"output_args no longer carries {key}"
+    assert 'extra_args["shift_labels"]' in source  # the rolled labels the fused forward uses verbatim
+    assert params(FSDPEngine.optimizer_step) == ["self"]  # w_bar is invalidated here and in load_checkpoint
+    assert "local_path" in params(FSDPEngine.load_checkpoint)
+
+
+def test_fsdp_fused_forward_feeds_the_decoder_output_and_lm_head_weight_to_the_kernel():
+    """The forward hook on ``<hf model>.model`` sees exactly the hidden states verl's fused kernel gets."""
+    from verl.models.transformers import dense_common, monkey_patch
+
+    for forward in (dense_common.forward_with_torch_backend, dense_common.forward_with_triton_backend):
+        source = inspect.getsource(forward)
+        assert "hidden_states = outputs[0]" in source and "self.lm_head.weight" in source
+        assert "rolled_labels = shift_labels" in source and "torch.roll(input_ids, shifts=-1, dims=-1)" in source
+    assert "outputs = self.model(" in inspect.getsource(dense_common.forward_base_model)
+    # text models get dense_common's forward; the vision-language ones their own (not covered)
+    assert "dense_common import forward_with_torch_backend" in inspect.getsource(
+        monkey_patch.patch_forward_with_backends
+    )
 
 
 def test_megatron_engine_surface():

@@ -15,6 +15,12 @@ from verl_rlif.core import (
     self_certainty_from_logits,
     self_certainty_from_logits_and_log_probs,
 )
+from verl_rlif.core.self_certainty import (
+    centred_logits,
+    centred_logits_from_hidden_states,
+    self_certainty_from_centred_logits,
+    self_certainty_from_logit_stats,
+)
 
 pytestmark = pytest.mark.gpu
 
@@ -41,6 +47,35 @@ def test_self_certainty_paths_are_sync_free():
             self_certainty_from_logits(z, 990, 0.9, chunk_size_tokens=37),
             self_certainty_from_logits_and_log_probs(z, y, lp, 990, 0.9),
             self_certainty_from_hidden_states(h, w, y, lp, 990, 0.9, weight_mean=lm_head_mean_row(w, 990)),
+        ]
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    for out in outs:
+        torch.testing.assert_close(out.cpu(), cpu, atol=1e-4, rtol=0)
+
+
+def test_engine_building_blocks_are_sync_free():
+    """What the engines run per micro-batch: (i') and (iii) in two steps, and (i') from TP statistics."""
+    hidden, weight, logits, ids, logp = _inputs()
+    cpu = self_certainty_from_logits(logits, 990, 0.9)
+    lse = torch.logsumexp(logits / 0.9, -1)
+    pad_lp = logits[..., :990].gather(-1, ids.unsqueeze(-1)).squeeze(-1) / 0.9 - lse  # log p_y over all 1000 cols
+    stats = torch.stack(
+        [
+            logits.gather(-1, ids.unsqueeze(-1)).squeeze(-1) / 0.9,
+            logits[..., :990].mean(-1) / 0.9,
+            torch.logsumexp(logits[..., 990:] / 0.9, -1),
+        ]
+    )
+    h, w, z, y, lp, st, plp = (t.cuda() for t in (hidden, weight, logits, ids, logp, stats, pad_lp))
+    w_bar = w[:990].mean(0)
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        outs = [
+            self_certainty_from_centred_logits(centred_logits(z, y, 990, 37) / 0.9, lp, 990),
+            self_certainty_from_centred_logits(centred_logits_from_hidden_states(h, w, y, w_bar, 37), lp, 990, 0.9),
+            self_certainty_from_logit_stats(st, plp, 990),
         ]
     finally:
         torch.cuda.set_sync_debug_mode("default")

@@ -161,10 +161,11 @@ def _self_certainty_problems(config: DictConfig) -> list[str]:
             f"of {', '.join(SELF_CERTAINTY_BACKENDS)} only (subclasses of verl's FSDP and Megatron LM engines); "
             f"pick one of those, or drop self_certainty from rlif.rewards"
         )
-    if _get(config, "actor_rollout_ref.model.use_fused_kernels", False):
+    fused = _get(config, "actor_rollout_ref.model.use_fused_kernels", False)
+    if fused and _get(config, "actor_rollout_ref.actor.strategy") == "megatron":
         problems.append(
-            "actor_rollout_ref.model.use_fused_kernels=true: fused kernels never materialise the logits that "
-            "self-certainty is computed from; set actor_rollout_ref.model.use_fused_kernels=false"
+            "actor_rollout_ref.model.use_fused_kernels=true: self-certainty with fused kernels is supported on the "
+            "FSDP engine only; set actor_rollout_ref.model.use_fused_kernels=false"
         )
     return problems
 

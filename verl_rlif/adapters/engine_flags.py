@@ -14,9 +14,9 @@ FLAG = "calculate_self_certainty"
 CHUNK_KEY = "self_certainty_chunk_size_tokens"
 OUTPUT_KEY = "self_certainty"
 """Model-output key; verl carries every output key back to the trainer (TransferQueue on the v1 path)."""
-FUSED_KERNELS_ERROR = (
-    "self-certainty needs the logits, which fused kernels never build: "
-    "set actor_rollout_ref.model.use_fused_kernels=false"
+MEGATRON_FUSED_KERNELS_ERROR = (
+    "self-certainty with fused kernels is supported on the FSDP engine only (verl's Megatron fused forward "
+    "drops the final hidden states): set actor_rollout_ref.model.use_fused_kernels=false"
 )
 
 

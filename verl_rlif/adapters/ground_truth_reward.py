@@ -1,7 +1,7 @@
 """Ground-truth reward for the SUPERVISED REFERENCE only (the ground-truth GRPO baseline). Never used by the plugin.
 
 verl's ``naive`` reward manager calls :func:`compute_score` when a config sets
-``reward.custom_reward_function.path=pkg://verl_rlif.adapters.ground_truth_reward`` (``configs/preset/
+``reward.custom_reward_function.path=pkg://verl_rlif.adapters.ground_truth_reward`` (``preset/
 ground_truth_grpo.yaml`` does, together with ``rlif.ground_truth_reference=true`` and verl's own ``sync`` trainer
 and ``grpo`` estimator). The score is 1.0 when the response's answer key equals the ground truth's key, else 0.0:
 exactly the ``acc`` the label-free runs report for monitoring, from the same extractors (``rlif.extractor``), so

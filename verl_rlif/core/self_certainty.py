@@ -104,6 +104,52 @@ def self_certainty_from_logits(
     return _require_finite(out, "logits").view(logits.shape[:-1])
 
 
+def centred_logits(
+    logits: torch.Tensor,
+    token_ids: torch.Tensor,
+    vocab_size: int | None = None,
+    chunk_size_tokens: int = DEFAULT_CHUNK_TOKENS,
+) -> torch.Tensor:
+    """``z_y - mean_V z`` per position: one mean over the true vocabulary, no logsumexp (unscaled logits).
+
+    Args:
+        logits: ``[..., V_pad]`` (not modified).
+        token_ids: ``[...]`` int64 sampled tokens y (< V).
+        vocab_size, chunk_size_tokens: as in :func:`self_certainty_from_logits`.
+
+    Returns:
+        ``[...]`` fp32.
+    """
+    vocab = _true_vocab(vocab_size, logits.shape[-1])
+    flat = logits.reshape(-1, logits.shape[-1])
+    ids = token_ids.reshape(-1, 1)
+    centred = torch.empty(flat.shape[0], dtype=torch.float32, device=logits.device)
+    for rows in _chunks(flat.shape[0], chunk_size_tokens):
+        true_cols = flat[rows, :vocab]
+        z_y = true_cols.gather(-1, ids[rows]).squeeze(-1).float()
+        centred[rows] = z_y - true_cols.mean(dim=-1, dtype=torch.float32)
+    return centred.view(logits.shape[:-1])
+
+
+def self_certainty_from_centred_logits(
+    centred: torch.Tensor, log_probs: torch.Tensor, vocab_size: int, temperature: Temperature = 1.0
+) -> torch.Tensor:
+    """SC = (z_y - mean_V z) / tau - log p_y - log V from the centred logit of the sampled token.
+
+    Args:
+        centred: ``[...]`` z_y - mean_V z (:func:`centred_logits`, or h.(W_y - w_bar) for hidden states).
+        log_probs: ``[...]`` log p_y = log softmax(z / tau)_y over the same V columns.
+        vocab_size: true vocabulary size V.
+        temperature: scalar, or a tensor broadcastable to ``centred.shape``.
+
+    Returns:
+        ``[...]`` fp32.
+    """
+    temp = _token_temperature(temperature, centred.shape)
+    out = centred.reshape(-1).float() / temp - log_probs.reshape(-1).float() - math.log(vocab_size)
+    return _require_finite(out, "logits or log-probs").view(centred.shape)
+
+
 def self_certainty_from_logits_and_log_probs(
     logits: torch.Tensor,
     token_ids: torch.Tensor,
@@ -126,16 +172,8 @@ def self_certainty_from_logits_and_log_probs(
         ``[...]`` fp32.
     """
     vocab = _true_vocab(vocab_size, logits.shape[-1])
-    flat = logits.reshape(-1, logits.shape[-1])
-    ids = token_ids.reshape(-1, 1)
-    temp = _token_temperature(temperature, logits.shape[:-1])
-    centred = torch.empty(flat.shape[0], dtype=torch.float32, device=logits.device)
-    for rows in _chunks(flat.shape[0], chunk_size_tokens):
-        true_cols = flat[rows, :vocab]
-        z_y = true_cols.gather(-1, ids[rows]).squeeze(-1).float()
-        centred[rows] = z_y - true_cols.mean(dim=-1, dtype=torch.float32)
-    out = centred / temp - log_probs.reshape(-1).float() - math.log(vocab)
-    return _require_finite(out, "logits or log-probs").view(logits.shape[:-1])
+    centred = centred_logits(logits, token_ids, vocab, chunk_size_tokens)
+    return self_certainty_from_centred_logits(centred, log_probs, vocab, temperature)
 
 
 def self_certainty_from_vocab_parallel_logits(
@@ -185,6 +223,83 @@ def self_certainty_from_vocab_parallel_logits(
     return _require_finite(out, "logit shards").view(logits_shard.shape[:-1])
 
 
+def vocab_parallel_logit_stats(
+    logits_shard: torch.Tensor,
+    token_ids: torch.Tensor,
+    vocab_start_index: int,
+    vocab_size: int,
+    group: dist.ProcessGroup | None = None,
+    temperature: Temperature = 1.0,
+    chunk_size_tokens: int = DEFAULT_CHUNK_TOKENS,
+) -> torch.Tensor:
+    """What path (i') needs from vocabulary-parallel logit shards, without a logsumexp over the vocabulary.
+
+    Per position, with z the temperature-scaled logits over the padded width (the shards of the group tile it):
+    ``[0]`` z_y, ``[1]`` mean of z over the true vocabulary, ``[2]`` logsumexp of z over the padding columns
+    (>= ``vocab_size``; -inf when there are none). Each rank reduces its own columns; one all-gather of three
+    numbers per token over ``group`` combines them. Feed the result to :func:`self_certainty_from_logit_stats`
+    with the log-probs the engine computes over the padded width.
+
+    Args:
+        logits_shard: ``[..., V_local]`` this rank's columns ``[vocab_start_index, vocab_start_index + V_local)``
+            (not modified).
+        token_ids: ``[...]`` int64 sampled tokens y (< vocab_size).
+        vocab_start_index, vocab_size, group, temperature, chunk_size_tokens: as in
+            :func:`self_certainty_from_vocab_parallel_logits`.
+
+    Returns:
+        ``[3, ...]`` fp32, identical on every rank of the group.
+    """
+    num_local = logits_shard.shape[-1]
+    num_true_local = max(0, min(num_local, vocab_size - vocab_start_index))
+    flat = logits_shard.reshape(-1, num_local)
+    ids = token_ids.reshape(-1) - vocab_start_index
+    owned = (ids >= 0) & (ids < num_true_local)
+    local_ids = torch.where(owned, ids, 0).unsqueeze(-1)
+    temp = _token_temperature(temperature, logits_shard.shape[:-1])
+    local = torch.zeros(3, flat.shape[0], dtype=torch.float32, device=logits_shard.device)
+    local[2].fill_(-math.inf)
+    for rows in _chunks(flat.shape[0], chunk_size_tokens):
+        scale = _rows(temp, rows)
+        if num_true_local:
+            true_cols = flat[rows, :num_true_local]
+            z_y = true_cols.gather(-1, local_ids[rows]).squeeze(-1).float()
+            local[0, rows] = torch.where(owned[rows], z_y, 0.0)
+            local[1, rows] = true_cols.sum(dim=-1, dtype=torch.float32)
+        if num_true_local < num_local:  # padding columns: few, only on the last rank(s)
+            local[2, rows] = torch.logsumexp(flat[rows, num_true_local:].float() / scale, dim=-1)
+    local[:2] /= temp if isinstance(temp, float) else temp
+    gathered = [torch.empty_like(local) for _ in range(dist.get_world_size(group))]
+    dist.all_gather(gathered, local, group=group)
+    stacked = torch.stack(gathered)  # [ranks, 3, T]
+    stats = torch.stack(
+        [stacked[:, 0].sum(0), stacked[:, 1].sum(0) / vocab_size, torch.logsumexp(stacked[:, 2], dim=0)]
+    )
+    return stats.view(3, *logits_shard.shape[:-1])
+
+
+def self_certainty_from_logit_stats(stats: torch.Tensor, log_probs: torch.Tensor, vocab_size: int) -> torch.Tensor:
+    """SC from :func:`vocab_parallel_logit_stats` and log p_y over the padded width (what Megatron computes).
+
+    logsumexp over the padded width is z_y - log p_y; removing the padding columns' mass gives the true one,
+    LSE_V = LSE_pad + log(1 - exp(LSE_padcols - LSE_pad)), so SC = LSE_V - mean_V z - log V (eq. 1).
+
+    Args:
+        stats: ``[3, ...]`` (z_y, mean_V z, logsumexp of the padding columns), temperature-scaled.
+        log_probs: ``[...]`` log p_y over the padded width.
+        vocab_size: true vocabulary size V.
+
+    Returns:
+        ``[...]`` fp32.
+    """
+    z_y, mean, pad_lse = stats.float().unbind(0)
+    lse_padded = z_y - log_probs.float()
+    # the padding columns' share of the softmax mass; clamped so a degenerate model stays finite
+    pad_share = torch.exp(pad_lse - lse_padded).clamp(max=1 - 1e-6)
+    out = lse_padded + torch.log1p(-pad_share) - mean - math.log(vocab_size)
+    return _require_finite(out, "logits or log-probs")
+
+
 def lm_head_mean_row(weight: torch.Tensor, vocab_size: int | None = None) -> torch.Tensor:
     """w_bar: ``[H]`` fp32 mean of the true-vocabulary rows of the LM-head weight ``[V_pad, H]``.
 
@@ -224,19 +339,42 @@ def self_certainty_from_hidden_states(
         ``[...]`` fp32.
     """
     vocab = _true_vocab(vocab_size, weight.shape[0])
-    w_bar = lm_head_mean_row(weight, vocab) if weight_mean is None else weight_mean.float()
+    w_bar = lm_head_mean_row(weight, vocab) if weight_mean is None else weight_mean
+    centred = centred_logits_from_hidden_states(hidden, weight, token_ids, w_bar, chunk_size_tokens)
+    if bias is not None:
+        ids = token_ids.reshape(hidden.shape[:-1])
+        centred = centred + bias[ids].float() - bias[:vocab].mean(dtype=torch.float32)
+    return self_certainty_from_centred_logits(centred, log_probs, vocab, temperature)
+
+
+def centred_logits_from_hidden_states(
+    hidden: torch.Tensor,
+    weight: torch.Tensor,
+    token_ids: torch.Tensor,
+    weight_mean: torch.Tensor,
+    chunk_size_tokens: int = DEFAULT_CHUNK_TOKENS,
+) -> torch.Tensor:
+    """``h.(W_y - w_bar)`` per position (= z_y - mean_V z for z = h W^T), without any ``[tokens, V]`` block.
+
+    Args:
+        hidden: ``[..., H]`` final hidden states.
+        weight: ``[V_pad, H]`` LM-head weight.
+        token_ids: ``[...]`` int64 sampled tokens y.
+        weight_mean: ``[H]`` :func:`lm_head_mean_row` over the true vocabulary.
+        chunk_size_tokens: tokens per chunk of gathered rows ``W_y`` (one ``[chunk, H]`` block at a time).
+
+    Returns:
+        ``[...]`` fp32.
+    """
+    w_bar = weight_mean.float()
     flat = hidden.reshape(-1, hidden.shape[-1])
     ids = token_ids.reshape(-1)
-    temp = _token_temperature(temperature, hidden.shape[:-1])
     centred = torch.empty(flat.shape[0], dtype=torch.float32, device=hidden.device)
     for rows in _chunks(flat.shape[0], chunk_size_tokens):
         h = flat[rows].float()
         # embedding() is the fastest row gather; W_y is one [chunk, H] block, never [T, H]
         centred[rows] = torch.linalg.vecdot(h, F.embedding(ids[rows], weight).float()) - h @ w_bar
-    if bias is not None:
-        centred += bias[ids].float() - bias[:vocab].mean(dtype=torch.float32)
-    out = centred / temp - log_probs.reshape(-1).float() - math.log(vocab)
-    return _require_finite(out, "hidden states or log-probs").view(hidden.shape[:-1])
+    return centred.view(hidden.shape[:-1])
 
 
 def sequence_self_certainty(token_sc: torch.Tensor, response_mask: torch.Tensor) -> torch.Tensor:
