@@ -57,6 +57,15 @@ def test_a_misspelt_verl_key_gets_the_nearest_valid_key(capsys):
     assert code == 2 and "did you mean trainer.nnodes?" in err
 
 
+def test_a_config_group_the_defaults_list_lacks_keeps_hydras_plus_advice(capsys):
+    # rlif.yaml names no preset: +preset=vote_only is the fix, not "a + prefix ... reads no key it does not define"
+    code, err = check(capsys, "preset=vote_only")
+    assert code == 2
+    assert "To append to your default list use +preset=vote_only" in err
+    assert "is not a key of" not in err and "neither verl nor verl-rlif reads" not in err
+    assert check(capsys, "+preset=vote_only")[0] == 0
+
+
 def test_rlif_section_types_are_checked_where_the_config_is_built():
     with pytest.raises(ValueError, match=r"rlif.rewards='vote' must be a list of names"):
         RLIFConfig.from_mapping({"rewards": "vote"})

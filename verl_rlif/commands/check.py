@@ -69,6 +69,8 @@ def compose_hint(message: str, config_dir: str, config_name: str | None = None) 
         guess = f"did you mean {close[0]}? " if close else ""
         return f"\n{override.group(1)} is not an rlif key: {guess}valid keys: {keys}"
     override = re.search(r"Could not override '([^']*)'", message)
+    if override and "No match in the defaults list" in message:  # a config group (preset=...): Hydra's "+" is right
+        return ""
     if override and config_name is not None:
         try:  # the config as composed without the overrides: its keys are the ones that exist
             keys = _leaf_keys(_compose(config_dir, config_name, []))
