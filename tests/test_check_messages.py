@@ -79,6 +79,26 @@ def test_fixes_name_the_packaged_configs_not_a_source_tree_path(monkeypatch):
         compute_rlif_gdpo_advantage(torch.zeros(2, 3), torch.ones(2, 3), index=["a", "a"])
 
 
+def test_compose_errors_are_one_line_plus_the_hint(capsys, tmp_path):
+    # Hydra's message spans lines (search path, one option a line); the hint is a second line at most
+    code = main(["check", "--config-name", "math_7b_fsdp", "preset=vot_only"])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1, err
+    assert "Available options in 'preset': entropy_only, full, ground_truth_grpo, self_certainty_only, vote_only" in err
+    assert "add pkg://verl_rlif.configs" not in err  # the packaged configs are on the path: the option is wrong
+    # a config of one's own without our search path: Hydra says "Could not load", the hint names the fix
+    (tmp_path / "mine.yaml").write_text(
+        "hydra:\n  searchpath: [pkg://verl.trainer.config]\ndefaults: [ppo_trainer, rlif_plugin, _self_]\n"
+    )
+    assert main(["check", "--config-path", str(tmp_path), "--config-name", "mine"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 2 and "Config search path" not in err, err
+    assert err.endswith(
+        "rlif_plugin is one of verl-rlif's packaged configs: add pkg://verl_rlif.configs to the "
+        "config's hydra.searchpath (after pkg://verl.trainer.config)\n"
+    )
+
+
 def test_rlif_section_types_are_checked_where_the_config_is_built():
     with pytest.raises(ValueError, match=r"rlif.rewards='vote' must be a list of names"):
         RLIFConfig.from_mapping({"rewards": "vote"})

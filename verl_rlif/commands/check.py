@@ -60,7 +60,7 @@ def compose_hint(message: str, config_dir: str, config_name: str | None = None) 
     import re
 
     from verl_rlif.config import config_keys
-    from verl_rlif.configs import SEARCH_PATH
+    from verl_rlif.configs import CONFIG_DIR, SEARCH_PATH
 
     override = re.search(r"Could not override '(rlif\.[^']*)'", message)
     if override:
@@ -86,8 +86,8 @@ def compose_hint(message: str, config_dir: str, config_name: str | None = None) 
             f"\n{override.group(1)} is not a key of {config_name}: {guess} (a + prefix would add it, "
             f"but neither verl nor verl-rlif reads a key it does not define)"
         )
-    missing = re.search(r"Could not find '((rlif_plugin|preset/|demo/)[^']*)'", message)
-    if missing and SEARCH_PATH not in message:
+    missing = re.search(r"Could not (?:find|load) '((rlif_plugin|preset/|demo/)[^']*)'", message)
+    if missing and SEARCH_PATH not in message and CONFIG_DIR not in message:  # else: found, the option is wrong
         return (
             f"\n{missing.group(1)} is one of verl-rlif's packaged configs: add {SEARCH_PATH} to the config's "
             f"hydra.searchpath (after pkg://verl.trainer.config)"
@@ -96,6 +96,17 @@ def compose_hint(message: str, config_dir: str, config_name: str | None = None) 
         names = sorted(name[: -len(".yaml")] for name in os.listdir(config_dir) if name.endswith(".yaml"))
         return f"\nconfigs in {config_dir}: {names}"
     return ""
+
+
+def condensed(message: str) -> str:
+    """Hydra's compose error on one line: its search-path listing dropped (the hint says what is missing from it)
+    and ``Available options in 'preset':`` followed by one option a line made a comma-separated list."""
+    import re
+
+    message = re.sub(r"\s*Config search path:(\n\t[^\n]*)*", "", message)
+    message = re.sub(r":((?:\n\t[^\n]*)+)", lambda m: ": " + ", ".join(m.group(1).split()), message)
+    lines = [line.strip() for line in message.splitlines() if line.strip()]
+    return " ".join(line if line[-1] in ".:?!" or line is lines[-1] else f"{line}." for line in lines)
 
 
 def checked_config(prog: str, config_path: str | None, config_name: str, overrides: list[str]):
@@ -128,7 +139,7 @@ def checked_config(prog: str, config_path: str | None, config_name: str, overrid
         hint = compose_hint(message, config_dir, config_name)
         if hint and "Could not override" in message:  # Hydra's "To append ... use +key" only moves the error
             message = re.sub(r"\nTo append to your config use \+\S+", "", message)
-        print(f"{prog}: cannot compose {config_name!r} from {config_dir}: {message}{hint}", file=sys.stderr)
+        print(f"{prog}: cannot compose {config_name!r} from {config_dir}: {condensed(message)}{hint}", file=sys.stderr)
         return 2, [], None
     try:
         mistyped = override_type_problems(config, config_dir, config_name, overrides)
