@@ -99,6 +99,18 @@ def test_compose_errors_are_one_line_plus_the_hint(capsys, tmp_path):
     )
 
 
+def test_a_config_file_that_does_not_parse_is_one_line(capsys, tmp_path):
+    (tmp_path / "binary.yaml").write_bytes(b"\x7fELF\x02\x01\x01\x00\xf0\x9f\x00")
+    (tmp_path / "broken.yaml").write_text("defaults: [ppo_trainer\nfoo: : bar\n")
+    for name, expected in [
+        ("binary", "a config file is not UTF-8 text"),
+        ("broken", f"expected ',' or ']', but got ':'. in \"{tmp_path / 'broken.yaml'}\", line 2, column 4"),
+    ]:
+        assert main(["check", "--config-path", str(tmp_path), "--config-name", name]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and f"verl-rlif check: cannot compose '{name}'" in err and expected in err, err
+
+
 def test_rlif_section_types_are_checked_where_the_config_is_built():
     with pytest.raises(ValueError, match=r"rlif.rewards='vote' must be a list of names"):
         RLIFConfig.from_mapping({"rewards": "vote"})

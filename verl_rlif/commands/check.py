@@ -116,6 +116,7 @@ def checked_config(prog: str, config_path: str | None, config_name: str, overrid
     import re
     import warnings
 
+    import yaml
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
 
@@ -140,6 +141,10 @@ def checked_config(prog: str, config_path: str | None, config_name: str, overrid
         if hint and "Could not override" in message:  # Hydra's "To append ... use +key" only moves the error
             message = re.sub(r"\nTo append to your config use \+\S+", "", message)
         print(f"{prog}: cannot compose {config_name!r} from {config_dir}: {condensed(message)}{hint}", file=sys.stderr)
+        return 2, [], None
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:  # Hydra lets a file it cannot parse through as is
+        what = "a config file is not UTF-8 text" if isinstance(exc, UnicodeDecodeError) else condensed(str(exc))
+        print(f"{prog}: cannot compose {config_name!r} from {config_dir}: {what}", file=sys.stderr)
         return 2, [], None
     try:
         mistyped = override_type_problems(config, config_dir, config_name, overrides)
