@@ -117,3 +117,10 @@ def test_rlif_section_types_are_checked_where_the_config_is_built():
     with pytest.raises(ValueError, match=r"rlif.ground_truth_reference='yes' must be true or false"):
         RLIFConfig.from_mapping({"ground_truth_reference": "yes"})
     assert RLIFConfig.from_mapping({"gdpo": {"eps": 1, "weights": [1, 2]}}).gdpo.weights == (1.0, 2.0)
+
+
+def test_a_section_given_a_value_names_the_section(capsys):
+    with pytest.raises(ValueError, match=r"rlif.vote='majority' must be a section of keys"):
+        RLIFConfig.from_mapping({"vote": "majority"})
+    code, err = check(capsys, "rlif=3")
+    assert code == 1 and "rlif=3 must be a section of keys (e.g. rlif.<key>=...), not a value" in err
