@@ -124,3 +124,13 @@ def test_a_section_given_a_value_names_the_section(capsys):
         RLIFConfig.from_mapping({"vote": "majority"})
     code, err = check(capsys, "rlif=3")
     assert code == 1 and "rlif=3 must be a section of keys (e.g. rlif.<key>=...), not a value" in err
+
+
+def test_a_mapping_key_set_without_plus_gets_the_plus_advice(capsys):
+    # docs/sandbox.md once showed rlif.extractor.by_data_source='{codecontests: code}', which Hydra refuses
+    code, err = check(capsys, "rlif.extractor.by_data_source={codecontests: code}")
+    assert code == 2 and "is not an rlif key" not in err
+    assert (
+        "rlif.extractor.by_data_source is an rlif key holding a mapping: a value that adds entries needs the +" in err
+    )
+    assert check(capsys, "+rlif.extractor.by_data_source={codecontests: code}")[0] == 0

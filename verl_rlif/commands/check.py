@@ -63,6 +63,11 @@ def compose_hint(message: str, config_dir: str, config_name: str | None = None) 
     from verl_rlif.configs import CONFIG_DIR, SEARCH_PATH
 
     override = re.search(r"Could not override '(rlif\.[^']*)'", message)
+    if override and override.group(1) in config_keys():  # the key exists: a mapping value with keys it lacks
+        return (
+            f"\n{override.group(1)} is an rlif key holding a mapping: a value that adds entries needs the + prefix, "
+            f"as Hydra says (+{override.group(1)}={{...}}, or +{override.group(1)}.NAME=VALUE)"
+        )
     if override:
         keys = config_keys()
         close = difflib.get_close_matches(override.group(1), keys, n=1)
@@ -138,7 +143,8 @@ def checked_config(prog: str, config_path: str | None, config_name: str, overrid
     except (HydraException, OmegaConfBaseException) as exc:  # unknown config name, malformed override, ...
         message = str(exc)
         hint = compose_hint(message, config_dir, config_name)
-        if hint and "Could not override" in message:  # Hydra's "To append ... use +key" only moves the error
+        # Hydra's "To append ... use +key" only moves the error, except for a mapping that gains entries
+        if hint and "Could not override" in message and "holding a mapping" not in hint:
             message = re.sub(r"\nTo append to your config use \+\S+", "", message)
         print(f"{prog}: cannot compose {config_name!r} from {config_dir}: {condensed(message)}{hint}", file=sys.stderr)
         return 2, [], None
