@@ -66,19 +66,6 @@ def test_a_config_group_the_defaults_list_lacks_keeps_hydras_plus_advice(capsys)
     assert check(capsys, "+preset=vote_only")[0] == 0
 
 
-def test_fixes_name_the_packaged_configs_not_a_source_tree_path(monkeypatch):
-    # since the configs moved into the package, a pip user has no configs/ directory to look in
-    import torch
-    from omegaconf import OmegaConf
-
-    from verl_rlif.adapters.advantage import compute_rlif_gdpo_advantage
-    from verl_rlif.adapters.checks import _engine_vendor_problem
-
-    assert "(rlif_plugin in pkg://verl_rlif.configs does)" in _engine_vendor_problem(OmegaConf.create({}))
-    with pytest.raises(ValueError, match=r"\(rlif in pkg://verl_rlif.configs does\)"):
-        compute_rlif_gdpo_advantage(torch.zeros(2, 3), torch.ones(2, 3), index=["a", "a"])
-
-
 def test_compose_errors_are_one_line_plus_the_hint(capsys, tmp_path):
     # Hydra's message spans lines (search path, one option a line); the hint is a second line at most
     code = main(["check", "--config-name", "math_7b_fsdp", "preset=vot_only"])

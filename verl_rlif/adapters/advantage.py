@@ -48,8 +48,7 @@ def compute_rlif_gdpo_advantage(
     if reward_components is None:
         raise ValueError(
             f"algorithm.adv_estimator={NAME} needs the separate reward components, which stock verl trainers do "
-            f"not pass: set trainer.v1.trainer_mode=rlif (rlif in pkg://verl_rlif.configs does), or call it with "
-            f"reward_components"
+            f"not pass: set trainer.v1.trainer_mode=rlif (configs/rlif.yaml does), or call it with reward_components"
         )
     result = gdpo_from_components(reward_components, response_mask, index, rlif or RLIFConfig())
     advantages = result.advantages.to(response_mask.device).unsqueeze(-1) * response_mask

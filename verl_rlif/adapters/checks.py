@@ -45,8 +45,8 @@ def _engine_vendor_problem(config: DictConfig) -> str | None:
         return None
     return (
         f"VERL_ENGINE_VENDOR is {vendor!r} for the Ray workers, so verl picks its own engines and self-certainty is "
-        f"never computed: set +{ENGINE_VENDOR_KEY}={ENGINE_VENDOR} (rlif_plugin in pkg://verl_rlif.configs does), "
-        f"or export VERL_ENGINE_VENDOR={ENGINE_VENDOR} on every node before `ray start`"
+        f"never computed: set +{ENGINE_VENDOR_KEY}={ENGINE_VENDOR} (configs/rlif_plugin.yaml does), or export "
+        f"VERL_ENGINE_VENDOR={ENGINE_VENDOR} on every node before `ray start`"
     )
 
 
