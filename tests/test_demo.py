@@ -26,3 +26,17 @@ def test_pipeline_command_prints_the_table(capsys):
     out = capsys.readouterr().out
     assert "pseudo-label wrong (ground truth 8, monitoring only)" in out
     assert "KL-Cov:" in out
+
+
+def test_demo_rejects_a_missing_model_or_no_steps_before_starting_anything(tmp_path, capsys, monkeypatch):
+    def no_work(*args, **kwargs):
+        raise AssertionError("prepared the demo (and would start main_ppo) despite a bad flag")
+
+    monkeypatch.setattr("verl_rlif.testing.cpu_demo.prepare_demo", no_work)
+    for argv, expected in [
+        (["--model-path", str(tmp_path / "absent")], f"--model-path {tmp_path / 'absent'}: not a directory"),
+        (["--steps", "0", "--model-path", str(tmp_path)], "--steps 0: train at least 1 step"),
+    ]:
+        assert main(["demo", "--output-dir", str(tmp_path / "out"), *argv]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith(f"verl-rlif demo: {expected}") and err.count("\n") == 1, err

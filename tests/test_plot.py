@@ -117,6 +117,24 @@ def test_labels_and_bad_invocations_give_one_line(tmp_path, capsys):
     assert "no metrics to plot" in capsys.readouterr().err
 
 
+def test_a_failed_write_is_one_line_and_keeps_the_previous_figure(tmp_path, capsys, monkeypatch):
+    from matplotlib.figure import Figure
+
+    source, out = file_logger(tmp_path / "m.jsonl", [1], ALL_KEYS), tmp_path / "m.png"
+    out.write_bytes(b"previous")
+
+    def disk_full(self, f, **kwargs):
+        f.write(b"half")
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(Figure, "savefig", disk_full)
+    assert main(["plot", source, "--output", str(out)]) == 1
+    assert capsys.readouterr().err == (
+        f"verl-rlif plot: --output {out}: write failed, file left as it was: [Errno 28] No space left on device\n"
+    )
+    assert out.read_bytes() == b"previous"
+
+
 def test_without_matplotlib_one_line_names_the_install(tmp_path, capsys, monkeypatch):
     monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib now raises ImportError
     source = file_logger(tmp_path / "m.jsonl", [1], ALL_KEYS)

@@ -377,6 +377,8 @@ def _type_problem(key: str, value: Any, annotation: str) -> str | None:
 
 
 def _from_mapping(cls, mapping: Mapping[str, Any], prefix: str):
+    if not isinstance(mapping, Mapping):  # `rlif=3` or `rlif.vote=majority` on the command line
+        raise ValueError(f"{prefix}={mapping!r} must be a section of keys (e.g. {prefix}.<key>=...), not a value")
     fields = {f.name: f for f in dataclasses.fields(cls)}
     unknown = sorted(set(mapping) - set(fields))
     if unknown:
@@ -384,7 +386,7 @@ def _from_mapping(cls, mapping: Mapping[str, Any], prefix: str):
     kwargs = {}
     for name, value in mapping.items():
         sub = fields[name].default_factory if fields[name].default_factory is not dataclasses.MISSING else None
-        if dataclasses.is_dataclass(sub) and isinstance(value, Mapping):
+        if dataclasses.is_dataclass(sub) and not dataclasses.is_dataclass(value):
             value = _from_mapping(sub, value, f"{prefix}.{name}")
         else:
             problem = _type_problem(f"{prefix}.{name}", value, fields[name].type)

@@ -329,6 +329,21 @@ def test_parallel_layouts_that_do_not_fit_the_gpus_are_rejected(overrides, wrong
     assert wrong in str(error.value)
 
 
+@pytest.mark.parametrize(
+    "override, wrong",
+    [
+        ("trainer.n_gpus_per_node=0", "= 0 GPUs: set trainer.nnodes and trainer.n_gpus_per_node to at least 1"),
+        ("trainer.nnodes=-1", "= -8 GPUs: set trainer.nnodes and trainer.n_gpus_per_node to at least 1"),
+        ("actor_rollout_ref.rollout.tensor_model_parallel_size=0", "TP x DP x PP = 0: set each parallel size"),
+        ("actor_rollout_ref.actor.megatron.tensor_model_parallel_size=0", "TP x PP x CP = 0: set each parallel size"),
+    ],
+)
+def test_zero_gpus_or_a_zero_parallel_size_is_a_message_not_a_division_by_zero(override, wrong):
+    with pytest.raises(ConfigError) as error:
+        validate(composed(override, name="math_70b_megatron"))
+    assert wrong in str(error.value)
+
+
 def test_rollout_replica_must_span_whole_nodes():
     ok = ["trainer.nnodes=2", "trainer.n_gpus_per_node=4", "actor_rollout_ref.rollout.tensor_model_parallel_size=8"]
     assert validate(composed(*ok, name="math_7b_fsdp")) == []

@@ -422,3 +422,13 @@ def test_math_solution_with_a_braceless_boxed_answer(tmp_path):
     summary = prepare("math", inputs=[path], output=str(tmp_path / "o.parquet"))
     assert summary.rows == 1
     assert pd.read_parquet(tmp_path / "o.parquet")["reward_model"][0]["ground_truth"] == "5"
+
+
+def test_a_binary_input_is_one_line(tmp_path, capsys):
+    from verl_rlif.cli import main
+
+    binary = tmp_path / "math500.jsonl"
+    binary.write_bytes(b"\x7fELF\x02\x01\x01\x00\xf0\x9f\x00\n")
+    assert main(["prepare-data", "math500", "--input", str(binary), "--output", str(tmp_path / "m.parquet")]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"verl-rlif prepare-data: {binary}: not UTF-8 text (") and err.count("\n") == 1, err

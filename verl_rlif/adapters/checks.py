@@ -249,6 +249,8 @@ def _parallelism_problems(config: DictConfig) -> list[str]:
     per_node, nodes = _integer(config, "trainer.n_gpus_per_node", 1), _integer(config, "trainer.nnodes", 1)
     gpus = per_node * nodes
     where = f"trainer.nnodes={nodes} x trainer.n_gpus_per_node={per_node} = {gpus} GPUs"
+    if gpus < 1:  # also keeps the divisibility tests below from dividing by zero
+        return [f"{where}: set trainer.nnodes and trainer.n_gpus_per_node to at least 1"]
     problems = []
     for role in ("actor", "ref"):
         prefix = f"actor_rollout_ref.{role}"
@@ -256,7 +258,9 @@ def _parallelism_problems(config: DictConfig) -> list[str]:
             continue
         keys = ("tensor_model_parallel_size", "pipeline_model_parallel_size", "context_parallel_size")
         size = _product(config, f"{prefix}.megatron", keys)
-        if gpus % size:
+        if size < 1:
+            problems.append(f"{prefix}.megatron TP x PP x CP = {size}: set each parallel size to at least 1")
+        elif gpus % size:
             problems.append(
                 f"{prefix}.megatron TP x PP x CP = {size} does not divide {where}: change the parallel sizes or the "
                 f"node count"
@@ -264,7 +268,9 @@ def _parallelism_problems(config: DictConfig) -> list[str]:
     rollout = "actor_rollout_ref.rollout"
     keys = ("tensor_model_parallel_size", "data_parallel_size", "pipeline_model_parallel_size")
     size = _product(config, rollout, keys)
-    if gpus % size or (size > per_node and size % per_node):
+    if size < 1:
+        problems.append(f"{rollout} TP x DP x PP = {size}: set each parallel size to at least 1")
+    elif gpus % size or (size > per_node and size % per_node):
         problems.append(
             f"{rollout} TP x DP x PP = {size} GPUs per replica does not divide {where} (and a replica larger than a "
             f"node must span whole nodes): change {rollout}.tensor_model_parallel_size or the node count"

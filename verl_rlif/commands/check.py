@@ -75,15 +75,22 @@ def compose_hint(message: str, config_dir: str, config_name: str | None = None) 
     import re
 
     from verl_rlif.config import config_keys
-    from verl_rlif.configs import SEARCH_PATH
+    from verl_rlif.configs import CONFIG_DIR, SEARCH_PATH
 
     override = re.search(r"Could not override '(rlif\.[^']*)'", message)
+    if override and override.group(1) in config_keys():  # the key exists: a mapping value with keys it lacks
+        return (
+            f"\n{override.group(1)} is an rlif key holding a mapping: a value that adds entries needs the + prefix, "
+            f"as Hydra says (+{override.group(1)}={{...}}, or +{override.group(1)}.NAME=VALUE)"
+        )
     if override:
         keys = config_keys()
         close = difflib.get_close_matches(override.group(1), keys, n=1)
         guess = f"did you mean {close[0]}? " if close else ""
         return f"\n{override.group(1)} is not an rlif key: {guess}valid keys: {keys}"
     override = re.search(r"Could not override '([^']*)'", message)
+    if override and "No match in the defaults list" in message:  # a config group (preset=...): Hydra's "+" is right
+        return ""
     if override and config_name is not None:
         try:  # the config as composed without the overrides: its keys are the ones that exist
             keys = _leaf_keys(_compose(config_dir, config_name, []))
@@ -99,8 +106,8 @@ def compose_hint(message: str, config_dir: str, config_name: str | None = None) 
             f"\n{override.group(1)} is not a key of {config_name}: {guess} (a + prefix would add it, "
             f"but neither verl nor verl-rlif reads a key it does not define)"
         )
-    missing = re.search(r"Could not find '((rlif_plugin|preset/|demo/)[^']*)'", message)
-    if missing and SEARCH_PATH not in message:
+    missing = re.search(r"Could not (?:find|load) '((rlif_plugin|preset/|demo/)[^']*)'", message)
+    if missing and SEARCH_PATH not in message and CONFIG_DIR not in message:  # else: found, the option is wrong
         return (
             f"\n{missing.group(1)} is one of verl-rlif's packaged configs: add {SEARCH_PATH} to the config's "
             f"hydra.searchpath (after pkg://verl.trainer.config)"
@@ -111,6 +118,17 @@ def compose_hint(message: str, config_dir: str, config_name: str | None = None) 
     return ""
 
 
+def condensed(message: str) -> str:
+    """Hydra's compose error on one line: its search-path listing dropped (the hint says what is missing from it)
+    and ``Available options in 'preset':`` followed by one option a line made a comma-separated list."""
+    import re
+
+    message = re.sub(r"\s*Config search path:(\n\t[^\n]*)*", "", message)
+    message = re.sub(r":((?:\n\t[^\n]*)+)", lambda m: ": " + ", ".join(m.group(1).split()), message)
+    lines = [line.strip() for line in message.splitlines() if line.strip()]
+    return " ".join(line if line[-1] in ".:?!" or line is lines[-1] else f"{line}." for line in lines)
+
+
 def checked_config(prog: str, config_path: str | None, config_name: str, overrides: list[str]):
     """Compose and validate as `verl-rlif check` does: (exit code, warnings, the composed config or None); problems
     are printed to stderr. ``config_path``: a directory, a ``pkg://`` path, or None for the packaged configs."""
@@ -118,6 +136,7 @@ def checked_config(prog: str, config_path: str | None, config_name: str, overrid
     import re
     import warnings
 
+    import yaml
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
 
@@ -139,9 +158,14 @@ def checked_config(prog: str, config_path: str | None, config_name: str, overrid
     except (HydraException, OmegaConfBaseException) as exc:  # unknown config name, malformed override, ...
         message = str(exc)
         hint = compose_hint(message, config_dir, config_name)
-        if hint and "Could not override" in message:  # Hydra's "To append ... use +key" only moves the error
+        # Hydra's "To append ... use +key" only moves the error, except for a mapping that gains entries
+        if hint and "Could not override" in message and "holding a mapping" not in hint:
             message = re.sub(r"\nTo append to your config use \+\S+", "", message)
-        print(f"{prog}: cannot compose {config_name!r} from {config_dir}: {message}{hint}", file=sys.stderr)
+        print(f"{prog}: cannot compose {config_name!r} from {config_dir}: {condensed(message)}{hint}", file=sys.stderr)
+        return 2, [], None
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:  # Hydra lets a file it cannot parse through as is
+        what = "a config file is not UTF-8 text" if isinstance(exc, UnicodeDecodeError) else condensed(str(exc))
+        print(f"{prog}: cannot compose {config_name!r} from {config_dir}: {what}", file=sys.stderr)
         return 2, [], None
     try:
         mistyped = override_type_problems(config, config_dir, config_name, overrides)

@@ -29,6 +29,14 @@ def run(args: argparse.Namespace) -> int:
     from verl_rlif.testing.cpu_demo import prepare_demo, step_summary
     from verl_rlif.testing.e2e import TIMEOUT_EXIT_CODE, read_metrics, run_main_ppo
 
+    problem = None  # before data, model conversion or Ray: main_ppo would fail on these only after a minute
+    if args.steps < 1:
+        problem = f"--steps {args.steps}: train at least 1 step"
+    elif args.model_path is not None and not os.path.isdir(args.model_path):
+        problem = f"--model-path {args.model_path}: not a directory (a local transformers model: config.json, weights)"
+    if problem:
+        print(f"verl-rlif demo: {problem}", file=sys.stderr)
+        return 2
     if args.model_path is None:
         print("verl-rlif demo: preparing SmolLM2-135M-Instruct (first run: download + conversion) and the data set")
     try:

@@ -55,5 +55,8 @@ def run(args: argparse.Namespace) -> int:
     except plotting.PlotError as exc:
         print(f"{prog}: {exc}", file=sys.stderr)
         return 1
+    except OSError as exc:  # a full disk, a quota: the previous figure (or none) stays, as files.py promises
+        print(f"{prog}: --output {args.output}: write failed, file left as it was: {exc}", file=sys.stderr)
+        return 1
     print(f"{prog}: {len(runs)} run(s) -> {path}")
     return 0

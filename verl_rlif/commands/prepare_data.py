@@ -66,6 +66,10 @@ def run(args: argparse.Namespace) -> int:
     except DataError as exc:
         print(f"verl-rlif prepare-data: {exc}", file=sys.stderr)
         return 1
+    except UnicodeDecodeError as exc:  # a binary file given as JSONL/CSV: the readers do not know which one
+        inputs = ", ".join(args.input or [])
+        print(f"verl-rlif prepare-data: {inputs}: not UTF-8 text ({exc.reason} at byte {exc.start})", file=sys.stderr)
+        return 1
     left_out = [
         f"{count} {what}"
         for count, what in [

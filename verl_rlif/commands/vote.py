@@ -137,8 +137,12 @@ def run(args: argparse.Namespace) -> int:
         print(f"{prog}: {exc}", file=sys.stderr)
         return 1
     if args.output:  # annotated lines to the file, the summary to the terminal
-        with atomic_output(args.output, binary=True) as f:
-            escaped = write_annotated(batch, annotations, f)
+        try:
+            with atomic_output(args.output, binary=True) as f:
+                escaped = write_annotated(batch, annotations, f)
+        except OSError as exc:  # a full disk, a quota: the previous file (or none) stays, as files.py promises
+            print(f"{prog}: --output {args.output}: write failed, file left as it was: {exc}", file=sys.stderr)
+            return 1
         print(json.dumps(summary))
     else:  # annotated lines to stdout (pipeable), the summary to stderr
         sys.stdout.flush()
