@@ -424,11 +424,12 @@ def test_a_session_votes_once_by_its_final_output(transfer_queue):
 
 
 def test_session_finals_from_verls_keys():
-    from verl_rlif.adapters.sessions import session_finals
+    from verl_rlif.adapters.sessions import key_uid, session_finals
 
     final, source = session_finals(["u_0_0", "u_0_2", "u_1_0", "u_0_1", "pad9_0_0"])
     assert final.tolist() == [False, True, True, False, True]
     assert source.tolist() == [1, 1, 2, 1, 4]
+    assert [key_uid(k) for k in ["u_0_2", "3f-a9_1_0", "odd"]] == ["u", "3f-a9", "odd"]
 
 
 def test_rollout_n_is_the_trained_group_size_only_inside_the_block():

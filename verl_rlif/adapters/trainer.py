@@ -54,8 +54,8 @@ from verl_rlif.adapters import dynamic_sampling
 from verl_rlif.adapters.checks import SELF_CERTAINTY_BACKENDS, TRAINER_MODE_KEY, validate, verify_registered
 from verl_rlif.adapters.engine_flags import CHUNK_KEY, FLAG, OUTPUT_KEY
 from verl_rlif.adapters.reward_manager import configure_answer_backends
-from verl_rlif.adapters.sessions import session_finals
-from verl_rlif.adapters.vote_subset import VOTED_KEY, TrainedSubset, as_list, group_size_metrics, rollout_n
+from verl_rlif.adapters.sessions import reward_extra_infos, session_finals
+from verl_rlif.adapters.vote_subset import VOTED_KEY, TrainedSubset, group_size_metrics, rollout_n
 from verl_rlif.answers.merge import merge_equivalent_keys
 from verl_rlif.config import RLIFConfig
 from verl_rlif.core.step import RLIFStep, rlif_step
@@ -71,11 +71,6 @@ MISSING_SELF_CERTAINTY = (
     f"actor_rollout_ref.actor.strategy selects an engine verl-rlif does not extend (supported: "
     f"{', '.join(SELF_CERTAINTY_BACKENDS)})"
 )
-
-
-def reward_extra_infos(extra_fields) -> list[dict]:
-    """Per-row ``reward_extra_info`` dicts from TransferQueue's ``extra_fields`` (a NonTensorStack of dicts)."""
-    return [(e.get("reward_extra_info") or {}) if isinstance(e, dict) else {} for e in as_list(extra_fields)]
 
 
 def last_token_scores(values: torch.Tensor, response_mask: torch.Tensor) -> torch.Tensor:

@@ -24,6 +24,7 @@ import transfer_queue as tq
 from omegaconf import DictConfig, open_dict
 from tensordict import TensorDict
 
+from verl_rlif.adapters.sessions import as_list, reward_extra_infos
 from verl_rlif.answers.merge import merge_equivalent_keys
 from verl_rlif.config import RLIFConfig
 from verl_rlif.core.step import vote_metrics
@@ -32,12 +33,6 @@ from verl_rlif.core.voting import cluster_vote
 
 VOTED_KEY = "rlif_vote_reward"
 """TransferQueue field: ``[N]`` fp32 vote reward of each kept row, from the vote over all voters."""
-
-
-def as_list(field) -> list:
-    """A non-tensor TransferQueue field as a list: a ``NonTensorStack`` (fetched with tensor fields) or the plain
-    sequence TransferQueue returns when only non-tensor fields are selected."""
-    return list(field.tolist() if hasattr(field, "tolist") else field)
 
 
 def group_size_metrics(uids: Sequence, include: torch.Tensor, voted: Sequence | None) -> dict[str, float]:
@@ -85,8 +80,6 @@ class TrainedSubset:
 
     def vote_and_keep(self, batch, metrics: dict, seed: int):
         """Vote over every row of ``batch`` (a ``KVBatchMeta``), keep the subset; returns the kept rows' batch."""
-        from verl_rlif.adapters.trainer import reward_extra_infos  # the trainer module imports this one
-
         data = tq.kv_batch_get(keys=batch.keys, partition_id=batch.partition_id, select_fields=["uid", "extra_fields"])
         uids = as_list(data["uid"])
         infos = reward_extra_infos(data["extra_fields"])
