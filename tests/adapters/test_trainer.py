@@ -444,3 +444,39 @@ def test_rollout_n_is_the_trained_group_size_only_inside_the_block():
     assert config.actor_rollout_ref.rollout.n == 8
     with rollout_n(config, None):
         assert config.actor_rollout_ref.rollout.n == 8
+
+
+def test_voting_on_more_sessions_than_trained_keeps_whole_sessions(transfer_queue):
+    """Multi-output sessions with ``trained_per_prompt``: one vote per session (by its final output), the subset
+    counts sessions, and each session's outputs are kept or dropped together with the session's vote reward."""
+    rlif = RLIFConfig.from_mapping(
+        {"rewards": ["vote"], "gdpo": {"weights": [1.0], "whiten": "none"}, "vote": {"trained_per_prompt": 2}}
+    )
+    trainer = make_trainer(rlif, n=4)
+    # group m: finals 5,5,6,4 -> 5 wins (voting every row, 4,4,5,5,6,4, would make 4 win); group n: 2 wins
+    sessions = {("m", 0): ["4", "4", "5"], ("m", 1): ["5"], ("m", 2): ["6"], ("m", 3): ["4"]}
+    sessions |= {("n", s): [a] for s, a in enumerate(["1", "2", "2", "2"])}
+    wins = {"m": "5", "n": "2"}
+    kept_multi = 0
+    for seed in range(6):
+        prefix = f"s{seed}"
+        batch = put_sessions(prefix, sessions)
+        metrics = {}
+        kept = trainer._subset.vote_and_keep(batch, metrics, seed=seed)
+        assert metrics["rlif/vote/voters_per_prompt"] == 4 and metrics["rlif/vote/trained_per_prompt"] == 2
+        assert metrics["rlif/majority_ratio/mean"] == pytest.approx((2 / 4 + 3 / 4) / 2)  # over the 8 finals
+        outputs = {}
+        for key in kept.keys:
+            uid, session, index = key.removeprefix(prefix).split("_")
+            outputs.setdefault((uid, int(session)), []).append(int(index))
+        assert all(sorted(idx) == list(range(len(sessions[s]))) for s, idx in outputs.items())  # whole sessions
+        assert [sum(uid == g for uid, _ in outputs) for g in "mn"] == [2, 2]
+        kept_multi += ("m", 0) in outputs
+        voted = tq.kv_batch_get(keys=kept.keys, partition_id=PARTITION, select_fields=[VOTED_KEY])[VOTED_KEY]
+        for key, reward in zip(kept.keys, voted.tolist(), strict=True):
+            uid, session, _ = key.removeprefix(prefix).split("_")
+            assert reward == float(sessions[(uid, int(session))][-1] == wins[uid])  # the session's final vote
+        remaining = set(tq.kv_list(partition_id=PARTITION)[PARTITION])
+        assert not (set(batch.keys) - set(kept.keys)) & remaining  # dropped sessions are gone, every output
+        trainer._compute_advantage(kept, {})
+    assert 0 < kept_multi < 6  # the 3-output session was kept on some seeds and dropped on others
