@@ -478,5 +478,7 @@ def test_voting_on_more_sessions_than_trained_keeps_whole_sessions(transfer_queu
             assert reward == float(sessions[(uid, int(session))][-1] == wins[uid])  # the session's final vote
         remaining = set(tq.kv_list(partition_id=PARTITION)[PARTITION])
         assert not (set(batch.keys) - set(kept.keys)) & remaining  # dropped sessions are gone, every output
-        trainer._compute_advantage(kept, {})
+        metrics = {}
+        trainer._compute_advantage(kept, metrics)
+        assert metrics["rlif/vote/trained_rows"] == len(kept.keys)  # every output of a kept session runs
     assert 0 < kept_multi < 6  # the 3-output session was kept on some seeds and dropped on others

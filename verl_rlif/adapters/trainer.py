@@ -189,7 +189,8 @@ class RLIFSteps:
         # a session votes once, by its final output, and every output of the session trains on that result (as
         # verl's GRPO does); the default single-output agent loop has one final output per session
         final, source = session_finals(list(batch.keys))
-        include = torch.tensor([not tag.get("is_padding", False) for tag in batch.tags]) & final
+        real = torch.tensor([not tag.get("is_padding", False) for tag in batch.tags], dtype=torch.bool)
+        include = real & final
 
         padded = DataProto(batch=data.to_padded_tensor())
         uids = padded.batch.pop("uid").tolist()
@@ -200,7 +201,8 @@ class RLIFSteps:
             answer_keys = merge_equivalent_keys(uids, answer_keys, budget_s=self.rlif.extractor.merge_budget_s)
         if voted is None:
             metrics.update(group_size_metrics(uids, include, voted=None))
-        metrics["rlif/vote/trained_rows"] = int(include.sum())  # the rows every forward pass of this step ran on
+        # the rows every forward pass of this step ran on: every output of a session, not only its final one
+        metrics["rlif/vote/trained_rows"] = int(real.sum())
         step = rlif_step(
             group_ids=uids,
             answer_keys=answer_keys,
