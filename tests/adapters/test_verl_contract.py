@@ -74,6 +74,16 @@ def test_voting_subset_hooks_where_verl_reads_the_group_size():
     assert "_get_required_batch_multiple" in balance
 
 
+def test_verl_numbers_the_local_updates_of_a_step():
+    # the voting subset is seeded by (global step, local update): PPOTrainer.step sets self.local_trigger_step before
+    # each _step_once (and to 0 in __init__)
+    from verl.trainer.ppo.v1.trainer_base import PPOTrainer
+
+    assert "self.local_trigger_step = 0" in inspect.getsource(PPOTrainer.__init__)
+    source = inspect.getsource(PPOTrainer.step)
+    assert source.index("self.local_trigger_step = trigger_idx") < source.index("self._step_once(")
+
+
 def test_fsdp_engine_surface():
     from verl.workers.engine.fsdp.transformer_impl import FSDPEngine, FSDPEngineWithLMHead
 

@@ -155,7 +155,7 @@ class RLIFSteps:
     def _balance_batch(self, batch, metrics, **kwargs):
         if not self._subset.active:
             return super()._balance_batch(batch, metrics, **kwargs)
-        seed = self._subset.seed(self.global_steps, getattr(self, "local_trigger_step", 0))
+        seed = self._subset.seed(self.global_steps, self.local_trigger_step)  # verl: 0 in __init__, then per update
         batch = self._subset.vote_and_keep(batch, metrics, seed)
         with rollout_n(self.config, self._subset.trained_per_prompt):  # verl pads to mini-batches of rollout.n
             return super()._balance_batch(batch, metrics, **kwargs)
