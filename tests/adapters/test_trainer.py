@@ -369,7 +369,7 @@ def test_verl_reads_the_base_mode_from_the_trainers_own_config(mode):
         ]
     config, trainer = build_trainer(mode, *extra)
     base_mode = TRAINER_MODES[mode]
-    assert config.trainer.v1.trainer_mode == mode and trainer.rlif_trainer_mode == mode
+    assert config.trainer.v1.trainer_mode == mode  # the caller's config keeps our mode
     assert trainer.config.trainer.v1.trainer_mode == base_mode == trainer.trainer_mode
     assert type(trainer.replay_buffer) is (ReplayBuffer if base_mode == "sync" else ReplayBufferAsync)
     assert trainer.replay_buffer.trainer_config == config.trainer.v1.get(base_mode, {})  # verl's per-mode settings

@@ -38,7 +38,7 @@ import logging
 
 import torch
 import transfer_queue as tq
-from omegaconf import DictConfig, OmegaConf, open_dict
+from omegaconf import DictConfig, open_dict
 from tensordict import TensorDict
 from verl.protocol import DataProto
 from verl.trainer.ppo.rollout_corr_helper import compute_rollout_correction_and_add_to_batch
@@ -51,7 +51,7 @@ from verl.trainer.ppo.v1 import (
 from verl.workers.utils.padding import response_from_nested, response_to_nested
 
 from verl_rlif.adapters import dynamic_sampling
-from verl_rlif.adapters.checks import SELF_CERTAINTY_BACKENDS, TRAINER_MODE_KEY, validate, verify_registered
+from verl_rlif.adapters.checks import SELF_CERTAINTY_BACKENDS, validate, verify_registered
 from verl_rlif.adapters.engine_flags import CHUNK_KEY, FLAG, OUTPUT_KEY
 from verl_rlif.adapters.reward_manager import configure_answer_backends
 from verl_rlif.adapters.sessions import reward_extra_infos, session_finals
@@ -129,7 +129,6 @@ class RLIFSteps:
             logger.warning("verl-rlif: %s", warning)
         verify_registered(config)
         self.rlif = RLIFConfig.from_training_config(config)
-        self.rlif_trainer_mode = OmegaConf.select(config, TRAINER_MODE_KEY)
         configure_answer_backends(self.rlif)  # the vote-time merge asks the symbolic worker
         self._subset = TrainedSubset(self.rlif, config)
         super().__init__(verl_config(config, self.base_mode, self.rlif))
