@@ -23,6 +23,7 @@ from verl.utils import tensordict_utils as tu  # noqa: E402
 from verl_rlif.adapters.checks import TRAINER_MODES  # noqa: E402
 from verl_rlif.adapters.trainer import (  # noqa: E402
     MISSING_SELF_CERTAINTY,
+    RLIFColocateAsyncTrainer,
     RLIFSeparateAsyncTrainer,
     RLIFSteps,
     RLIFTrainer,
@@ -30,6 +31,7 @@ from verl_rlif.adapters.trainer import (  # noqa: E402
 from verl_rlif.adapters.vote_subset import VOTED_KEY, TrainedSubset  # noqa: E402
 from verl_rlif.config import RLIFConfig  # noqa: E402
 from verl_rlif.core.step import rlif_step  # noqa: E402
+from verl_rlif.core.vote_subset import select_trained_rows  # noqa: E402
 
 UIDS = ["a"] * 4 + ["b"] * 4
 KEYS = ["1", "1", "2", "", "7", "7", "7", "8"]
@@ -400,7 +402,8 @@ def put_sessions(prefix: str, sessions: dict[tuple[str, int], list[str]]):
                 )
             )
             sc.append(torch.rand(PROMPT_LEN + length, generator=g))
-            tags.append({"status": "success", "prompt_len": PROMPT_LEN, "response_len": length})
+            seq = PROMPT_LEN + length
+            tags.append({"status": "success", "prompt_len": PROMPT_LEN, "response_len": length, "seq_len": seq})
     fields = tu.list_of_dict_to_tensordict(samples)
     fields["self_certainty"] = torch.nested.as_nested_tensor(sc, layout=torch.jagged)
     return tq.kv_batch_put(keys=keys, partition_id=PARTITION, fields=fields, tags=tags)
@@ -482,3 +485,40 @@ def test_voting_on_more_sessions_than_trained_keeps_whole_sessions(transfer_queu
         trainer._compute_advantage(kept, metrics)
         assert metrics["rlif/vote/trained_rows"] == len(kept.keys)  # every output of a kept session runs
     assert 0 < kept_multi < 6  # the 3-output session was kept on some seeds and dropped on others
+
+
+@pytest.mark.parametrize("cls", [RLIFColocateAsyncTrainer, RLIFSeparateAsyncTrainer])
+def test_async_trainers_draw_the_subset_in_verls_balance_step(transfer_queue, cls):
+    """The real async trainer classes: verl's ``_balance_batch`` (stubbed only at the worker group's dispatch info)
+    receives the kept rows, pads them to mini-batches of the trained group size, and each local update of a step
+    (``local_trigger_step``, as verl's ``step`` sets it) draws its own seeded subset."""
+    from types import SimpleNamespace
+
+    rlif = RLIFConfig.from_mapping({"vote": {"trained_per_prompt": 2}})
+    trainer = cls.__new__(cls)
+    trainer.config = OmegaConf.create(
+        {
+            "actor_rollout_ref": {"rollout": {"n": 4}, "actor": {"ppo_mini_batch_size": 3}},
+            "trainer": {"critic_warmup": 0},
+            "data": {"seed": 7},
+        }
+    )
+    trainer.rlif, trainer._subset = rlif, TrainedSubset(rlif, trainer.config)
+    trainer.use_critic, trainer.global_steps = False, 3
+    trainer.actor_rollout_wg = SimpleNamespace(_dispatch_info={"actor": [0, 1]})  # 2 data-parallel ranks
+    trainer.tokenizer = SimpleNamespace(eos_token_id=0)
+    answers = {"p": ["1", "1", "2", "3"], "q": ["4", "4", "4", "5"]}
+    for local in (0, 1):
+        trainer.local_trigger_step = local
+        prefix = f"{cls.base_mode}{local}"
+        batch = put_sessions(prefix, {(g, s): [a] for g, row in answers.items() for s, a in enumerate(row)})
+        metrics = {}
+        out = trainer._balance_batch(batch, metrics)
+        real = [key for key, tag in zip(out.keys, out.tags, strict=True) if not tag.get("is_padding")]
+        uids = [key.removeprefix(prefix)[0] for key in batch.keys]
+        want = select_trained_rows(uids, 2, trainer._subset.seed(3, local)).tolist()
+        assert sorted(real) == sorted(batch.keys[i] for i in want)
+        assert len(out.keys) == 6  # padded to lcm(2 ranks, 3 prompts x 2 trained rows), not 3 x 4 voters
+        assert trainer.config.actor_rollout_ref.rollout.n == 4  # verl reads the trained size only inside
+        assert metrics["rlif/vote/voters_per_prompt"] == 4 and metrics["rlif/vote/trained_per_prompt"] == 2
+        assert any(key.startswith("global_seqlen") for key in metrics)  # verl's balancing ran on the kept rows
