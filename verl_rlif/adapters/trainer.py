@@ -14,9 +14,9 @@ four steps and nothing else:
   swaps the saved pi_old weights in around that pass) self-certainty comes from the same pi_old as the log-probs;
 * ``_compute_ref_log_prob``: forces the flag off (the reference pass writes its outputs under the same keys);
 * ``_balance_batch`` (the first step after generation and reward) and ``_update_actor``: with
-  ``rlif.vote.trained_per_prompt`` below the group size, vote over every generated response, keep a random
-  subset of each group and drop the other rows from TransferQueue before any forward pass
-  (``verl_rlif.adapters.vote_subset``); both run with the trained group size as verl's ``rollout.n``, which
+  ``rlif.vote.trained_per_prompt`` below the group size, vote over every generated response (one vote per agent
+  session), keep a random subset of each group's sessions and drop the other rows from TransferQueue before any
+  forward pass (``verl_rlif.adapters.vote_subset``); both run with the trained group size as verl's ``rollout.n``, which
   verl uses to size PPO mini-batches;
 * ``_compute_advantage``: fetches uids, answer keys (from the reward manager's ``reward_extra_info``) and
   self-certainty, optionally merges equivalent keys within each group, runs ``verl_rlif.core.step.rlif_step``
