@@ -78,6 +78,9 @@ def test_presets_change_only_the_reward(name):
 
 def test_voters_are_rollout_n_and_the_trained_subset_fits():
     assert validate(composed("actor_rollout_ref.rollout.n=16", "rlif.vote.trained_per_prompt=8")) == []
+    for mode in ("rlif_colocate_async", "rlif_separate_async"):  # verl balances (our subset step) in every mode
+        extra = SEPARATE_ASYNC if mode == "rlif_separate_async" else [f"trainer.v1.trainer_mode={mode}"]
+        assert validate(composed(*extra, "actor_rollout_ref.rollout.n=16", "rlif.vote.trained_per_prompt=8")) == []
     with pytest.raises(ConfigError, match=r"voters_per_prompt=64 but actor_rollout_ref.rollout.n=8: .*rollout.n=64"):
         validate(composed("rlif.vote.voters_per_prompt=64"))
     with pytest.raises(ConfigError, match=r"trained_per_prompt=16 exceeds the 8 voters per prompt"):

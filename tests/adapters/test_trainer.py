@@ -23,6 +23,7 @@ from verl.utils import tensordict_utils as tu  # noqa: E402
 from verl_rlif.adapters.checks import TRAINER_MODES  # noqa: E402
 from verl_rlif.adapters.trainer import (  # noqa: E402
     MISSING_SELF_CERTAINTY,
+    RLIFColocateAsyncTrainer,
     RLIFSeparateAsyncTrainer,
     RLIFSteps,
     RLIFTrainer,
@@ -30,6 +31,7 @@ from verl_rlif.adapters.trainer import (  # noqa: E402
 from verl_rlif.adapters.vote_subset import VOTED_KEY, TrainedSubset  # noqa: E402
 from verl_rlif.config import RLIFConfig  # noqa: E402
 from verl_rlif.core.step import rlif_step  # noqa: E402
+from verl_rlif.core.vote_subset import select_trained_rows  # noqa: E402
 
 UIDS = ["a"] * 4 + ["b"] * 4
 KEYS = ["1", "1", "2", "", "7", "7", "7", "8"]
@@ -369,7 +371,7 @@ def test_verl_reads_the_base_mode_from_the_trainers_own_config(mode):
         ]
     config, trainer = build_trainer(mode, *extra)
     base_mode = TRAINER_MODES[mode]
-    assert config.trainer.v1.trainer_mode == mode and trainer.rlif_trainer_mode == mode
+    assert config.trainer.v1.trainer_mode == mode  # the caller's config keeps our mode
     assert trainer.config.trainer.v1.trainer_mode == base_mode == trainer.trainer_mode
     assert type(trainer.replay_buffer) is (ReplayBuffer if base_mode == "sync" else ReplayBufferAsync)
     assert trainer.replay_buffer.trainer_config == config.trainer.v1.get(base_mode, {})  # verl's per-mode settings
@@ -400,7 +402,8 @@ def put_sessions(prefix: str, sessions: dict[tuple[str, int], list[str]]):
                 )
             )
             sc.append(torch.rand(PROMPT_LEN + length, generator=g))
-            tags.append({"status": "success", "prompt_len": PROMPT_LEN, "response_len": length})
+            seq = PROMPT_LEN + length
+            tags.append({"status": "success", "prompt_len": PROMPT_LEN, "response_len": length, "seq_len": seq})
     fields = tu.list_of_dict_to_tensordict(samples)
     fields["self_certainty"] = torch.nested.as_nested_tensor(sc, layout=torch.jagged)
     return tq.kv_batch_put(keys=keys, partition_id=PARTITION, fields=fields, tags=tags)
@@ -424,11 +427,12 @@ def test_a_session_votes_once_by_its_final_output(transfer_queue):
 
 
 def test_session_finals_from_verls_keys():
-    from verl_rlif.adapters.sessions import session_finals
+    from verl_rlif.adapters.sessions import key_uid, session_finals
 
     final, source = session_finals(["u_0_0", "u_0_2", "u_1_0", "u_0_1", "pad9_0_0"])
     assert final.tolist() == [False, True, True, False, True]
     assert source.tolist() == [1, 1, 2, 1, 4]
+    assert [key_uid(k) for k in ["u_0_2", "3f-a9_1_0", "odd"]] == ["u", "3f-a9", "odd"]
 
 
 def test_rollout_n_is_the_trained_group_size_only_inside_the_block():
@@ -443,3 +447,78 @@ def test_rollout_n_is_the_trained_group_size_only_inside_the_block():
     assert config.actor_rollout_ref.rollout.n == 8
     with rollout_n(config, None):
         assert config.actor_rollout_ref.rollout.n == 8
+
+
+def test_voting_on_more_sessions_than_trained_keeps_whole_sessions(transfer_queue):
+    """Multi-output sessions with ``trained_per_prompt``: one vote per session (by its final output), the subset
+    counts sessions, and each session's outputs are kept or dropped together with the session's vote reward."""
+    rlif = RLIFConfig.from_mapping(
+        {"rewards": ["vote"], "gdpo": {"weights": [1.0], "whiten": "none"}, "vote": {"trained_per_prompt": 2}}
+    )
+    trainer = make_trainer(rlif, n=4)
+    # group m: finals 5,5,6,4 -> 5 wins (voting every row, 4,4,5,5,6,4, would make 4 win); group n: 2 wins
+    sessions = {("m", 0): ["4", "4", "5"], ("m", 1): ["5"], ("m", 2): ["6"], ("m", 3): ["4"]}
+    sessions |= {("n", s): [a] for s, a in enumerate(["1", "2", "2", "2"])}
+    wins = {"m": "5", "n": "2"}
+    kept_multi = 0
+    for seed in range(6):
+        prefix = f"s{seed}"
+        batch = put_sessions(prefix, sessions)
+        metrics = {}
+        kept = trainer._subset.vote_and_keep(batch, metrics, seed=seed)
+        assert metrics["rlif/vote/voters_per_prompt"] == 4 and metrics["rlif/vote/trained_per_prompt"] == 2
+        assert metrics["rlif/majority_ratio/mean"] == pytest.approx((2 / 4 + 3 / 4) / 2)  # over the 8 finals
+        outputs = {}
+        for key in kept.keys:
+            uid, session, index = key.removeprefix(prefix).split("_")
+            outputs.setdefault((uid, int(session)), []).append(int(index))
+        assert all(sorted(idx) == list(range(len(sessions[s]))) for s, idx in outputs.items())  # whole sessions
+        assert [sum(uid == g for uid, _ in outputs) for g in "mn"] == [2, 2]
+        kept_multi += ("m", 0) in outputs
+        voted = tq.kv_batch_get(keys=kept.keys, partition_id=PARTITION, select_fields=[VOTED_KEY])[VOTED_KEY]
+        for key, reward in zip(kept.keys, voted.tolist(), strict=True):
+            uid, session, _ = key.removeprefix(prefix).split("_")
+            assert reward == float(sessions[(uid, int(session))][-1] == wins[uid])  # the session's final vote
+        remaining = set(tq.kv_list(partition_id=PARTITION)[PARTITION])
+        assert not (set(batch.keys) - set(kept.keys)) & remaining  # dropped sessions are gone, every output
+        metrics = {}
+        trainer._compute_advantage(kept, metrics)
+        assert metrics["rlif/vote/trained_rows"] == len(kept.keys)  # every output of a kept session runs
+    assert 0 < kept_multi < 6  # the 3-output session was kept on some seeds and dropped on others
+
+
+@pytest.mark.parametrize("cls", [RLIFColocateAsyncTrainer, RLIFSeparateAsyncTrainer])
+def test_async_trainers_draw_the_subset_in_verls_balance_step(transfer_queue, cls):
+    """The real async trainer classes: verl's ``_balance_batch`` (stubbed only at the worker group's dispatch info)
+    receives the kept rows, pads them to mini-batches of the trained group size, and each local update of a step
+    (``local_trigger_step``, as verl's ``step`` sets it) draws its own seeded subset."""
+    from types import SimpleNamespace
+
+    rlif = RLIFConfig.from_mapping({"vote": {"trained_per_prompt": 2}})
+    trainer = cls.__new__(cls)
+    trainer.config = OmegaConf.create(
+        {
+            "actor_rollout_ref": {"rollout": {"n": 4}, "actor": {"ppo_mini_batch_size": 3}},
+            "trainer": {"critic_warmup": 0},
+            "data": {"seed": 7},
+        }
+    )
+    trainer.rlif, trainer._subset = rlif, TrainedSubset(rlif, trainer.config)
+    trainer.use_critic, trainer.global_steps = False, 3
+    trainer.actor_rollout_wg = SimpleNamespace(_dispatch_info={"actor": [0, 1]})  # 2 data-parallel ranks
+    trainer.tokenizer = SimpleNamespace(eos_token_id=0)
+    answers = {"p": ["1", "1", "2", "3"], "q": ["4", "4", "4", "5"]}
+    for local in (0, 1):
+        trainer.local_trigger_step = local
+        prefix = f"{cls.base_mode}{local}"
+        batch = put_sessions(prefix, {(g, s): [a] for g, row in answers.items() for s, a in enumerate(row)})
+        metrics = {}
+        out = trainer._balance_batch(batch, metrics)
+        real = [key for key, tag in zip(out.keys, out.tags, strict=True) if not tag.get("is_padding")]
+        uids = [key.removeprefix(prefix)[0] for key in batch.keys]
+        want = select_trained_rows(uids, 2, trainer._subset.seed(3, local)).tolist()
+        assert sorted(real) == sorted(batch.keys[i] for i in want)
+        assert len(out.keys) == 6  # padded to lcm(2 ranks, 3 prompts x 2 trained rows), not 3 x 4 voters
+        assert trainer.config.actor_rollout_ref.rollout.n == 4  # verl reads the trained size only inside
+        assert metrics["rlif/vote/voters_per_prompt"] == 4 and metrics["rlif/vote/trained_per_prompt"] == 2
+        assert any(key.startswith("global_seqlen") for key in metrics)  # verl's balancing ran on the kept rows

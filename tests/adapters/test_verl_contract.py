@@ -72,6 +72,25 @@ def test_voting_subset_hooks_where_verl_reads_the_group_size():
         assert "self.config.actor_rollout_ref.rollout.n" in inspect.getsource(method)
     balance = inspect.getsource(PPOTrainer._balance_batch)
     assert "_get_required_batch_multiple" in balance
+    # every mode runs it (the async trainers keep verl's _step_once), on whole groups that leave the replay buffer
+    from verl.trainer.ppo.v1 import PPOTrainerColocateAsync, PPOTrainerSeparateAsync
+    from verl.trainer.ppo.v1.replay_buffer import ReplayBuffer
+
+    for cls in (PPOTrainerColocateAsync, PPOTrainerSeparateAsync):
+        assert cls._step_once is PPOTrainer._step_once and cls._balance_batch is PPOTrainer._balance_batch
+    assert "tq.kv_clear(partition_id=partition_id, keys=selected_prompt_uids)" in inspect.getsource(
+        ReplayBuffer._materialize_batch
+    )
+
+
+def test_verl_numbers_the_local_updates_of_a_step():
+    # the voting subset is seeded by (global step, local update): PPOTrainer.step sets self.local_trigger_step before
+    # each _step_once (and to 0 in __init__)
+    from verl.trainer.ppo.v1.trainer_base import PPOTrainer
+
+    assert "self.local_trigger_step = 0" in inspect.getsource(PPOTrainer.__init__)
+    source = inspect.getsource(PPOTrainer.step)
+    assert source.index("self.local_trigger_step = trigger_idx") < source.index("self._step_once(")
 
 
 def test_fsdp_engine_surface():

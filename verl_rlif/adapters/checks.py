@@ -215,14 +215,8 @@ def _voter_problems(config: DictConfig, rlif: RLIFConfig) -> list[str]:
     """``actor_rollout_ref.rollout.n`` is what verl generates, hence the source of truth for the voters."""
     n = _integer(config, "actor_rollout_ref.rollout.n", 1)
     voters, trained = rlif.vote.voters_per_prompt, rlif.vote.trained_per_prompt
-    mode = _get(config, TRAINER_MODE_KEY)
-    if trained is not None and trained < n and mode != "rlif":
-        # the subset is drawn in the sync schedule's _balance_batch; the async replay buffers feed partial batches
-        return [
-            f"rlif.vote.trained_per_prompt={trained} below actor_rollout_ref.rollout.n={n} (voting on more responses "
-            f"than trained) runs on the synchronous trainer only: set {TRAINER_MODE_KEY}=rlif, or unset "
-            f"rlif.vote.trained_per_prompt"
-        ]
+    # trained_per_prompt < n runs in every mode: verl's _step_once calls _balance_batch (our subset step) in each,
+    # and its async replay buffers hand out whole finished groups (failed ones evicted, prompt keys cleared at sample)
     if voters is not None and voters != n:
         return [
             f"rlif.vote.voters_per_prompt={voters} but actor_rollout_ref.rollout.n={n}: verl generates rollout.n "

@@ -28,7 +28,7 @@ from omegaconf import OmegaConf
 from transfer_queue import KVBatchMeta
 from verl.trainer.ppo.v1.replay_buffer import ReplayBuffer, ReplayBufferAsync
 
-from verl_rlif.adapters.sessions import session_finals
+from verl_rlif.adapters.sessions import key_uid, reward_extra_infos, session_finals
 from verl_rlif.config import RLIFConfig
 from verl_rlif.core.group_filter import uninformative_groups
 
@@ -39,14 +39,9 @@ SAMPLER_KWARG = "rlif"
 PREFIX = "rlif/dynamic_sampling"
 
 
-def _uid(key: str) -> str:
-    return key.split("_", 1)[0]  # verl's trajectory key: {uid}_{session_id}_{index}
-
-
 def _answer_keys(batch: KVBatchMeta) -> list:
     data = tq.kv_batch_get(keys=batch.keys, partition_id=batch.partition_id, select_fields=["extra_fields"])
-    infos = [getattr(e, "data", e) for e in data["extra_fields"]]
-    return [(i.get("reward_extra_info") or {}).get("answer_key") if isinstance(i, dict) else None for i in infos]
+    return [info.get("answer_key") for info in reward_extra_infos(data["extra_fields"])]
 
 
 class VoteAwareSampling:
@@ -73,7 +68,7 @@ class VoteAwareSampling:
             batch, verl_metrics = verl_sample(global_steps, partition_id, batch_size - kept)
             for name, value in verl_metrics.items():  # verl's eviction counters, summed over the rounds
                 metrics[name] = metrics.get(name, 0) + value if isinstance(value, int | float) else value
-            uids = [_uid(k) for k in batch.keys]
+            uids = [key_uid(k) for k in batch.keys]
             final = session_finals(list(batch.keys))[0].tolist()  # as the advantage step: one vote per session
             answers = _answer_keys(batch)
             flat = uninformative_groups(

@@ -14,9 +14,9 @@ four steps and nothing else:
   swaps the saved pi_old weights in around that pass) self-certainty comes from the same pi_old as the log-probs;
 * ``_compute_ref_log_prob``: forces the flag off (the reference pass writes its outputs under the same keys);
 * ``_balance_batch`` (the first step after generation and reward) and ``_update_actor``: with
-  ``rlif.vote.trained_per_prompt`` below the group size, vote over every generated response, keep a random
-  subset of each group and drop the other rows from TransferQueue before any forward pass
-  (``verl_rlif.adapters.vote_subset``); both run with the trained group size as verl's ``rollout.n``, which
+  ``rlif.vote.trained_per_prompt`` below the group size, vote over every generated response (one vote per agent
+  session), keep a random subset of each group's sessions and drop the other rows from TransferQueue before any
+  forward pass (``verl_rlif.adapters.vote_subset``); both run with the trained group size as verl's ``rollout.n``, which
   verl uses to size PPO mini-batches;
 * ``_compute_advantage``: fetches uids, answer keys (from the reward manager's ``reward_extra_info``) and
   self-certainty, optionally merges equivalent keys within each group, runs ``verl_rlif.core.step.rlif_step``
@@ -38,7 +38,7 @@ import logging
 
 import torch
 import transfer_queue as tq
-from omegaconf import DictConfig, OmegaConf, open_dict
+from omegaconf import DictConfig, open_dict
 from tensordict import TensorDict
 from verl.protocol import DataProto
 from verl.trainer.ppo.rollout_corr_helper import compute_rollout_correction_and_add_to_batch
@@ -51,11 +51,11 @@ from verl.trainer.ppo.v1 import (
 from verl.workers.utils.padding import response_from_nested, response_to_nested
 
 from verl_rlif.adapters import dynamic_sampling
-from verl_rlif.adapters.checks import SELF_CERTAINTY_BACKENDS, TRAINER_MODE_KEY, validate, verify_registered
+from verl_rlif.adapters.checks import SELF_CERTAINTY_BACKENDS, validate, verify_registered
 from verl_rlif.adapters.engine_flags import CHUNK_KEY, FLAG, OUTPUT_KEY
 from verl_rlif.adapters.reward_manager import configure_answer_backends
-from verl_rlif.adapters.sessions import session_finals
-from verl_rlif.adapters.vote_subset import VOTED_KEY, TrainedSubset, as_list, group_size_metrics, rollout_n
+from verl_rlif.adapters.sessions import reward_extra_infos, session_finals
+from verl_rlif.adapters.vote_subset import VOTED_KEY, TrainedSubset, group_size_metrics, rollout_n
 from verl_rlif.answers.merge import merge_equivalent_keys
 from verl_rlif.config import RLIFConfig
 from verl_rlif.core.step import RLIFStep, rlif_step
@@ -71,11 +71,6 @@ MISSING_SELF_CERTAINTY = (
     f"actor_rollout_ref.actor.strategy selects an engine verl-rlif does not extend (supported: "
     f"{', '.join(SELF_CERTAINTY_BACKENDS)})"
 )
-
-
-def reward_extra_infos(extra_fields) -> list[dict]:
-    """Per-row ``reward_extra_info`` dicts from TransferQueue's ``extra_fields`` (a NonTensorStack of dicts)."""
-    return [(e.get("reward_extra_info") or {}) if isinstance(e, dict) else {} for e in as_list(extra_fields)]
 
 
 def last_token_scores(values: torch.Tensor, response_mask: torch.Tensor) -> torch.Tensor:
@@ -134,7 +129,6 @@ class RLIFSteps:
             logger.warning("verl-rlif: %s", warning)
         verify_registered(config)
         self.rlif = RLIFConfig.from_training_config(config)
-        self.rlif_trainer_mode = OmegaConf.select(config, TRAINER_MODE_KEY)
         configure_answer_backends(self.rlif)  # the vote-time merge asks the symbolic worker
         self._subset = TrainedSubset(self.rlif, config)
         super().__init__(verl_config(config, self.base_mode, self.rlif))
@@ -160,7 +154,7 @@ class RLIFSteps:
     def _balance_batch(self, batch, metrics, **kwargs):
         if not self._subset.active:
             return super()._balance_batch(batch, metrics, **kwargs)
-        seed = self._subset.seed(self.global_steps, getattr(self, "local_trigger_step", 0))
+        seed = self._subset.seed(self.global_steps, self.local_trigger_step)  # verl: 0 in __init__, then per update
         batch = self._subset.vote_and_keep(batch, metrics, seed)
         with rollout_n(self.config, self._subset.trained_per_prompt):  # verl pads to mini-batches of rollout.n
             return super()._balance_batch(batch, metrics, **kwargs)
@@ -194,7 +188,8 @@ class RLIFSteps:
         # a session votes once, by its final output, and every output of the session trains on that result (as
         # verl's GRPO does); the default single-output agent loop has one final output per session
         final, source = session_finals(list(batch.keys))
-        include = torch.tensor([not tag.get("is_padding", False) for tag in batch.tags]) & final
+        real = torch.tensor([not tag.get("is_padding", False) for tag in batch.tags], dtype=torch.bool)
+        include = real & final
 
         padded = DataProto(batch=data.to_padded_tensor())
         uids = padded.batch.pop("uid").tolist()
@@ -205,7 +200,8 @@ class RLIFSteps:
             answer_keys = merge_equivalent_keys(uids, answer_keys, budget_s=self.rlif.extractor.merge_budget_s)
         if voted is None:
             metrics.update(group_size_metrics(uids, include, voted=None))
-        metrics["rlif/vote/trained_rows"] = int(include.sum())  # the rows every forward pass of this step ran on
+        # the rows every forward pass of this step ran on: every output of a session, not only its final one
+        metrics["rlif/vote/trained_rows"] = int(real.sum())
         step = rlif_step(
             group_ids=uids,
             answer_keys=answer_keys,

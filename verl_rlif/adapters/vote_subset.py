@@ -3,11 +3,12 @@
 verl generates ``actor_rollout_ref.rollout.n`` responses per prompt (the voters). Right after generation and
 reward, before the batch is balanced across data-parallel ranks, :meth:`TrainedSubset.vote_and_keep`
 
-1. fetches the uids and answer keys of every row from TransferQueue and votes over all of them;
-2. keeps a random subset of ``trained_per_prompt`` rows per group (``verl_rlif.core.vote_subset``, seeded by
-   the data seed and the step, so reproducible);
-3. writes each kept row's vote reward to TransferQueue (field ``rlif_vote_reward``), clears the dropped rows
-   from TransferQueue, and returns the batch of kept rows.
+1. fetches the uids and answer keys of every row from TransferQueue and votes over all of them, one vote per
+   agent session (by its final output; a session is a row in verl's default single-output agent loop);
+2. keeps a random subset of ``trained_per_prompt`` sessions per group (``verl_rlif.core.vote_subset``, seeded by
+   the data seed and the step, so reproducible), with every output of each kept session;
+3. writes each kept row's vote reward (its session's) to TransferQueue (field ``rlif_vote_reward``), clears the
+   dropped rows from TransferQueue, and returns the batch of kept rows.
 
 So no old-log-prob, reference or update pass runs on a dropped row, and the advantage step reads the vote over
 all voters. verl sizes PPO mini-batches (and pads the batch to them) as ``ppo_mini_batch_size x rollout.n``
@@ -24,6 +25,7 @@ import transfer_queue as tq
 from omegaconf import DictConfig, open_dict
 from tensordict import TensorDict
 
+from verl_rlif.adapters.sessions import as_list, reward_extra_infos, session_finals
 from verl_rlif.answers.merge import merge_equivalent_keys
 from verl_rlif.config import RLIFConfig
 from verl_rlif.core.step import vote_metrics
@@ -32,12 +34,6 @@ from verl_rlif.core.voting import cluster_vote
 
 VOTED_KEY = "rlif_vote_reward"
 """TransferQueue field: ``[N]`` fp32 vote reward of each kept row, from the vote over all voters."""
-
-
-def as_list(field) -> list:
-    """A non-tensor TransferQueue field as a list: a ``NonTensorStack`` (fetched with tensor fields) or the plain
-    sequence TransferQueue returns when only non-tensor fields are selected."""
-    return list(field.tolist() if hasattr(field, "tolist") else field)
 
 
 def group_size_metrics(uids: Sequence, include: torch.Tensor, voted: Sequence | None) -> dict[str, float]:
@@ -84,30 +80,37 @@ class TrainedSubset:
         return (self.data_seed * 1_000_003 + int(global_step)) * 1009 + int(local_step)
 
     def vote_and_keep(self, batch, metrics: dict, seed: int):
-        """Vote over every row of ``batch`` (a ``KVBatchMeta``), keep the subset; returns the kept rows' batch."""
-        from verl_rlif.adapters.trainer import reward_extra_infos  # the trainer module imports this one
+        """Vote over every session of ``batch`` (a ``KVBatchMeta``), keep the subset; returns the kept rows' batch.
 
+        A multi-output agent session carries its final reward on every output (verl copies it), so it votes once, by
+        its final output (``sessions.session_finals``), ``trained_per_prompt`` counts sessions, and every output of a
+        session is kept or dropped with it. The default agent loop has one output per session: sessions are rows.
+        """
         data = tq.kv_batch_get(keys=batch.keys, partition_id=batch.partition_id, select_fields=["uid", "extra_fields"])
         uids = as_list(data["uid"])
         infos = reward_extra_infos(data["extra_fields"])
-        include = [not tag.get("is_padding", False) for tag in batch.tags]
-        rows = [i for i, keep in enumerate(include) if keep]
-        voter_uids = [uids[i] for i in rows]
-        answer_keys = [infos[i].get("answer_key") for i in rows]
+        real = [not tag.get("is_padding", False) for tag in batch.tags]
+        final, source = session_finals(list(batch.keys))
+        voters = [i for i, (keep, last) in enumerate(zip(real, final.tolist(), strict=True)) if keep and last]
+        voter_uids = [uids[i] for i in voters]
+        answer_keys = [infos[i].get("answer_key") for i in voters]
         if self.rlif.extractor.merge_equivalent_in_group:
             answer_keys = merge_equivalent_keys(voter_uids, answer_keys, budget_s=self.rlif.extractor.merge_budget_s)
         vote = cluster_vote(voter_uids, answer_keys, self.rlif.vote)
-        metrics.update(vote_metrics(vote, [infos[i].get("acc") for i in rows]))
+        metrics.update(vote_metrics(vote, [infos[i].get("acc") for i in voters]))
 
-        kept = select_trained_rows(voter_uids, self.trained_per_prompt, seed).tolist()
-        kept_keys = [batch.keys[rows[i]] for i in kept]
+        kept = select_trained_rows(voter_uids, self.trained_per_prompt, seed).tolist()  # sessions
+        reward_of = {voters[i]: vote.rewards[i] for i in kept}  # final row -> its session's vote reward
+        rows = [r for r, s in enumerate(source.tolist()) if real[r] and s in reward_of]
+        kept_keys = [batch.keys[r] for r in rows]
         dropped = sorted(set(batch.keys) - set(kept_keys))
         kept_uids = [voter_uids[i] for i in kept]
         metrics.update(group_size_metrics(kept_uids, torch.ones(len(kept), dtype=torch.bool), voted=voter_uids))
+        rewards = torch.stack([reward_of[int(source[r])] for r in rows]) if rows else torch.zeros(0)
         tq.kv_batch_put(
             keys=kept_keys,
             partition_id=batch.partition_id,
-            fields=TensorDict({VOTED_KEY: vote.rewards[kept].float()}, batch_size=len(kept)),
+            fields=TensorDict({VOTED_KEY: rewards.float()}, batch_size=len(kept_keys)),
         )
         if dropped:
             tq.kv_clear(keys=dropped, partition_id=batch.partition_id)
