@@ -134,7 +134,8 @@ def test_check_a_shipped_config_and_one_of_ones_own(venv, empty):
 
 
 def test_main_ppo_composes_the_packaged_configs(venv, empty):
-    args = ["--config-path", "pkg://verl_rlif.configs", "--config-name", "rlif", "--cfg", "job"]
+    # --resolve: the loss mode is an interpolation through our resolver, which the plugin registers as verl loads it
+    args = ["--config-path", "pkg://verl_rlif.configs", "--config-name", "rlif", "--cfg", "job", "--resolve"]
     done = run(venv, empty, "python", "-m", "verl.trainer.main_ppo", *args)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "loss_mode: rlif_kl_cov" in done.stdout and "rlif:" in done.stdout
