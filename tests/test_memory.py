@@ -125,6 +125,24 @@ def test_a_local_config_json_wins_over_the_table(tmp_path):
         model_shape(str(tmp_path))
 
 
+@pytest.mark.parametrize(
+    "text, why",
+    [
+        ('{"num_hidden_layers": 2,', "config.json cannot be read as JSON: "),
+        ("[1, 2]", "config.json holds a JSON list, not an object"),
+        (json.dumps({"num_hidden_layers": 2, "hidden_size": 64, "vocab_size": 10}), "lacks an integer "
+         "intermediate_size, num_attention_heads: the model's shape is unknown"),
+    ],
+)  # fmt: skip
+def test_a_broken_local_config_json_is_one_clear_line(tmp_path, text, why):
+    (tmp_path / "config.json").write_text(text)
+    with pytest.raises(UnknownModel, match="config.json") as error:
+        model_shape(str(tmp_path))
+    assert str(tmp_path / "config.json") in str(error.value) and why in str(error.value)
+    lines, warnings = report(verl_config("ppo_trainer", [f"{A}model.path={tmp_path}"]))
+    assert warnings == [] and lines == [f"memory per GPU: not estimated: {error.value}"]
+
+
 def test_an_unknown_hub_model_is_not_estimated_and_says_how():
     lines, warnings = report(verl_config("ppo_trainer", [f"{A}model.path=org/unknown-13b"]))
     assert warnings == [] and "not estimated" in lines[0] and "local copy" in lines[0]

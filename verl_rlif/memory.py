@@ -84,16 +84,33 @@ class UnknownModel(ValueError):
     """The estimate cannot know the model's shape; the message says why and what to do."""
 
 
+_SHAPE_KEYS = ("num_hidden_layers", "hidden_size", "intermediate_size", "num_attention_heads", "vocab_size")
+
+
+def _read_config_json(config_file: str) -> dict:
+    """A model's config.json as a mapping; :class:`UnknownModel` naming the file when it is not one."""
+    try:
+        with open(config_file, encoding="utf-8") as handle:
+            hf = json.load(handle)
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise UnknownModel(f"{config_file} cannot be read as JSON: {exc}") from exc
+    if not isinstance(hf, dict):
+        raise UnknownModel(f"{config_file} holds a JSON {type(hf).__name__}, not an object")
+    return hf
+
+
 def model_shape(path: str) -> ModelShape:
     """The shape from ``path/config.json`` when the path is a local directory, else from :data:`KNOWN_SHAPES`
     (matched on the last path component, lower case, without ``-Instruct``)."""
     config_file = os.path.join(path, "config.json")
     if os.path.isfile(config_file):
-        with open(config_file, encoding="utf-8") as handle:
-            hf = json.load(handle)
+        hf = _read_config_json(config_file)
         hf = hf.get("text_config", hf)  # vision-language models nest the language model's config
         if any(hf.get(key) for key in _MOE_KEYS):
             raise UnknownModel(f"{path} is a mixture-of-experts model: the estimate covers dense models only")
+        missing = [key for key in _SHAPE_KEYS if not isinstance(hf.get(key), int) or isinstance(hf.get(key), bool)]
+        if missing:
+            raise UnknownModel(f"{config_file} lacks an integer {', '.join(missing)}: the model's shape is unknown")
         heads = hf["num_attention_heads"]
         return ModelShape(
             layers=hf["num_hidden_layers"],
