@@ -63,3 +63,12 @@ def test_rlif_section_types_are_checked_where_the_config_is_built():
     with pytest.raises(ValueError, match=r"rlif.ground_truth_reference='yes' must be true or false"):
         RLIFConfig.from_mapping({"ground_truth_reference": "yes"})
     assert RLIFConfig.from_mapping({"gdpo": {"eps": 1, "weights": [1, 2]}}).gdpo.weights == (1.0, 2.0)
+
+
+@pytest.mark.parametrize("size", ["0", "-8", "nan", "inf", "eighty"])
+def test_a_gpu_size_that_is_not_above_zero_is_one_argparse_error(capsys, size):
+    with pytest.raises(SystemExit) as exit_:
+        main(["check", "--gpu-memory-gib", size, ENGINE])
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and "Traceback" not in err
+    assert f"argument --gpu-memory-gib: {size!r} is not a GPU size: give GiB above 0" in err

@@ -16,13 +16,26 @@ CONFIG_PATH_HELP = (
 )
 
 
+def positive_gib(text: str) -> float:
+    """argparse type of ``--gpu-memory-gib``: a finite number above zero (the estimate divides by it)."""
+    import math
+
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a GPU size: give GiB above 0, e.g. 80")
+    return value
+
+
 def add_parser(subparsers) -> None:
     check = subparsers.add_parser("check", help="compose and validate a training config (no Ray, no GPU)")
     check.add_argument("--config-path", default=None, help=CONFIG_PATH_HELP)
     check.add_argument("--config-name", default="rlif", help="config name without .yaml (default: rlif)")
     check.add_argument(
         "--gpu-memory-gib",
-        type=float,
+        type=positive_gib,
         default=DEFAULT_GPU_GIB,
         help=f"GPU memory for the per-GPU memory estimate (default: {DEFAULT_GPU_GIB:g})",
     )
