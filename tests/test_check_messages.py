@@ -72,3 +72,21 @@ def test_a_gpu_size_that_is_not_above_zero_is_one_argparse_error(capsys, size):
     err = capsys.readouterr().err
     assert exit_.value.code == 2 and "Traceback" not in err
     assert f"argument --gpu-memory-gib: {size!r} is not a GPU size: give GiB above 0" in err
+
+
+@pytest.mark.parametrize(
+    "entry, group",
+    [
+        ("rlif_plugin", "rlif_plugin"),
+        ("base/math_megatron", "base/math_megatron"),  # Hydra: Could not load
+        ("base: math_megatron", "base/math_megatron"),  # Hydra: Could not find
+        ("preset: full", "preset/full"),
+        ("demo/cpu", "demo/cpu"),
+    ],
+)
+def test_a_packaged_config_outside_the_search_path_gets_the_search_path_hint(tmp_path, capsys, entry, group):
+    (tmp_path / "mine.yaml").write_text(f"defaults:\n  - {entry}\n  - _self_\n")
+    code = main(["check", "--config-path", str(tmp_path), "--config-name", "mine"])
+    err = capsys.readouterr().err
+    assert code == 2 and "Traceback" not in err
+    assert f"{group} is one of verl-rlif's packaged configs: add pkg://verl_rlif.configs" in err

@@ -112,7 +112,8 @@ def compose_hint(message: str, config_dir: str, config_name: str | None = None) 
             f"\n{override.group(1)} is not a key of {config_name}: {guess} (a + prefix would add it, "
             f"but neither verl nor verl-rlif reads a key it does not define)"
         )
-    missing = re.search(r"Could not find '((rlif_plugin|preset/|demo/)[^']*)'", message)
+    # "Could not load 'base/x'" for a plain defaults entry, "Could not find 'base/x'" for "base: x"
+    missing = re.search(r"Could not (?:find|load) '((rlif_plugin|base/|preset/|demo/)[^']*)'", message)
     if missing and SEARCH_PATH not in message:
         return (
             f"\n{missing.group(1)} is one of verl-rlif's packaged configs: add {SEARCH_PATH} to the config's "
