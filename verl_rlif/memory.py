@@ -3,9 +3,11 @@
 Two phases share every GPU in verl's colocated (hybrid) mode:
 
 * training: the actor's update (weights + gradients + activations of the micro-batches in flight + the logits of
-  one micro-batch), then its optimizer step (weights + gradients + optimizer states, the activations freed);
-  the log-prob passes (old and reference log-probs) are forward-only and smaller, so they are not a phase here;
-* rollout: vLLM's share (``gpu_memory_utilization`` x the GPU) next to whatever training leaves on the GPU.
+  one micro-batch, none with fused kernels), then its optimizer step (weights + gradients + optimizer states, the
+  activations freed); the log-prob passes (old and reference log-probs) are forward-only and smaller, so they are
+  not a phase here;
+* rollout: vLLM's share (``gpu_memory_utilization`` x the GPU) next to whatever training leaves on the GPU; under
+  ``trainer.v1.trainer_mode=rlif_separate_async`` vLLM runs alone on its standalone pool ("rollout pool").
 
 Bytes per parameter follow what verl 0.9.1 allocates (``verl.utils.megatron_utils.offload_megatron_model_to_cpu``
 lists Megatron's storage): Megatron keeps bf16 weights, an fp32 gradient buffer (verl sets
@@ -27,6 +29,7 @@ from dataclasses import dataclass, field
 from omegaconf import DictConfig, OmegaConf
 
 GIB = 1024**3
+ROLLOUT_POOL = "rollout pool"  # the phase of rlif_separate_async's standalone rollout GPUs
 DEFAULT_GPU_GIB = 80.0
 # CUDA context, NCCL buffers, the sleeping vLLM engine's remnants and allocator fragmentation, per phase.
 RUNTIME_OVERHEAD_GIB = 3.0
@@ -161,7 +164,7 @@ class Estimate:
             parts = " + ".join(f"{name} {value / GIB:.1f}" for name, value in phase.parts.items() if value)
             share = phase.total / (self.gpu_gib * GIB)
             notes = f" ({'; '.join(phase.notes)})" if phase.notes else ""
-            out.append(f"  {phase.name:<9} {phase.total / GIB:5.1f} GiB ({share:.0%}) = {parts}{notes}")
+            out.append(f"  {phase.name:<12} {phase.total / GIB:5.1f} GiB ({share:.0%}) = {parts}{notes}")
         return out
 
     def warnings(self) -> list[str]:
@@ -173,6 +176,8 @@ class Estimate:
 
 
 def _advice(phase: str) -> str:
+    if phase == ROLLOUT_POOL:
+        return "lower actor_rollout_ref.rollout.gpu_memory_utilization"
     if phase == "rollout":
         return (
             "offload the actor during rollout (actor_rollout_ref.actor.megatron.param_offload / optimizer_offload, "
@@ -189,6 +194,16 @@ def _advice(phase: str) -> str:
 def _get(config: DictConfig, key: str, default=None):
     value = OmegaConf.select(config, key, default=default)
     return default if value is None else value
+
+
+def _fused_kernels(config: DictConfig) -> bool:
+    """Whether the actor computes log-probs with verl's fused kernels, which never build ``[tokens, V]`` logits.
+    Megatron's engine turns them off without remove-padding (``_maybe_enable_fused_kernels``)."""
+    model = "actor_rollout_ref.model"
+    fused = bool(_get(config, f"{model}.use_fused_kernels", False))
+    if _get(config, "actor_rollout_ref.actor.strategy") == "megatron":
+        fused = fused and bool(_get(config, f"{model}.use_remove_padding", False))
+    return fused
 
 
 def _tokens_per_micro_batch(config: DictConfig, split: int) -> int:
@@ -209,11 +224,18 @@ def _uses_reference(config: DictConfig) -> bool:
 
 
 def _rollout_phase(config: DictConfig, gpu_bytes: float, resident: dict[str, float], shape: ModelShape) -> Phase:
-    utilization = float(_get(config, "actor_rollout_ref.rollout.gpu_memory_utilization", 0.5))
-    rollout_tp = int(_get(config, "actor_rollout_ref.rollout.tensor_model_parallel_size", 1))
+    """vLLM next to what training leaves resident; under rlif_separate_async vLLM alone, on its own pool's GPUs."""
+    rollout = "actor_rollout_ref.rollout"
+    utilization = float(_get(config, f"{rollout}.gpu_memory_utilization", 0.5))
+    rollout_tp = int(_get(config, f"{rollout}.tensor_model_parallel_size", 1))
     share = utilization * gpu_bytes
     weights = 2 * shape.params / rollout_tp
-    phase = Phase("rollout", {"vLLM": share, **resident, "runtime": RUNTIME_OVERHEAD_GIB * GIB})
+    if _get(config, "trainer.v1.trainer_mode") == "rlif_separate_async":
+        phase = Phase(ROLLOUT_POOL, {"vLLM": share, "runtime": RUNTIME_OVERHEAD_GIB * GIB})
+        pool = int(_get(config, f"{rollout}.nnodes", 0)) * int(_get(config, f"{rollout}.n_gpus_per_node", 0))
+        phase.notes.append(f"per GPU of the standalone rollout pool ({pool} GPUs), none of the training's")
+    else:
+        phase = Phase("rollout", {"vLLM": share, **resident, "runtime": RUNTIME_OVERHEAD_GIB * GIB})
     phase.notes.append(
         f"vLLM TP{rollout_tp}: weights {weights / GIB:.1f} + KV cache {max(0.0, share - weights) / GIB:.1f}"
     )
@@ -239,6 +261,7 @@ def _megatron(config: DictConfig, shape: ModelShape, world: int, gpu_bytes: floa
     optimizer = 12 * stage_params / (dp if distributed else 1)
 
     tokens = _tokens_per_micro_batch(config, cp)
+    fused = _fused_kernels(config)
     layers = -(-shape.layers // pp)
     full_layer = shape.activation_bytes_per_token_layer() * tokens / tp  # sequence parallel splits it too
     in_flight = pp if vpp is None else pp * (1 + (pp - 1) / (pp * int(vpp)))  # Megatron-LM's interleave penalty
@@ -258,7 +281,7 @@ def _megatron(config: DictConfig, shape: ModelShape, world: int, gpu_bytes: floa
     else:
         first_stage = layers * full_layer * in_flight
         mode = "no recompute" if recompute is None else f"{recompute} recompute"
-    logits = LOGIT_BYTES * tokens * shape.vocab / tp  # on the last stage only
+    logits = 0.0 if fused else LOGIT_BYTES * tokens * shape.vocab / tp  # on the last stage only
     per_micro_batch = first_stage / in_flight if recompute != "full" else stored + working
     if pp == 1 or first_stage >= per_micro_batch + logits:
         activations, logits_part, stage = first_stage, (logits if pp == 1 else 0.0), "stage 0"
@@ -283,6 +306,8 @@ def _megatron(config: DictConfig, shape: ModelShape, world: int, gpu_bytes: floa
         update.parts["optimizer"] = optimizer
     update.parts["runtime"] = runtime
     update.notes.append(f"{tokens} tokens/micro-batch, {mode}, {in_flight:g} micro-batch(es) in flight, {stage}")
+    if fused:
+        update.notes.append("fused kernels: no logits")
     if optimizer_offload and "optimizer" not in update.parts:
         update.notes.append(f"optimizer {optimizer / GIB:.1f} offloaded, loaded for the step")
 
@@ -315,7 +340,8 @@ def _fsdp(config: DictConfig, shape: ModelShape, world: int, gpu_bytes: float) -
     else:
         activations = shape.layers * full_layer
         mode = "no gradient checkpointing"
-    logits = LOGIT_BYTES * tokens * shape.vocab
+    fused = _fused_kernels(config)
+    logits = 0.0 if fused else LOGIT_BYTES * tokens * shape.vocab
 
     param_offload = bool(_get(config, f"{fsdp}.param_offload", False))
     optimizer_offload = bool(_get(config, f"{fsdp}.optimizer_offload", False))
@@ -341,6 +367,8 @@ def _fsdp(config: DictConfig, shape: ModelShape, world: int, gpu_bytes: float) -
         update.parts["optimizer"] = optimizer
     update.parts["runtime"] = runtime
     update.notes.append(f"{tokens} tokens/micro-batch, {mode}, FSDP over {shard} GPUs")
+    if fused:
+        update.notes.append("fused kernels: no logits")
     if optimizer_offload and "optimizer" not in update.parts:
         update.notes.append(f"optimizer {optimizer / GIB:.1f} offloaded, loaded for the step")
 
