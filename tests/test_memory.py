@@ -229,3 +229,22 @@ def test_separate_async_puts_vllm_on_its_own_pool_not_the_training_gpus():
     assert pool.parts == {"vLLM": utilization * 80 * GIB, "runtime": 3 * GIB}  # no actor state next to vLLM
     assert "standalone rollout pool (8 GPUs), none of the training's" in pool.notes[0]
     assert any(line.startswith("  rollout pool") for line in separate.lines())
+
+
+@pytest.mark.parametrize(
+    "name, key, extra",
+    [
+        ("ppo_trainer", f"{A}rollout.gpu_memory_utilization", []),
+        ("ppo_trainer", f"{A}actor.ppo_max_token_len_per_gpu", [f"{A}actor.use_dynamic_bsz=true"]),
+        ("ppo_trainer", "data.max_response_length", []),
+        ("ppo_trainer", f"{A}actor.fsdp_config.fsdp_size", []),
+        ("ppo_megatron_trainer", f"{A}actor.megatron.use_distributed_optimizer", []),
+    ],
+)
+def test_verl_defaults_are_read_from_the_config_not_repeated(name, key, extra):
+    model = f"{A}model.path=Qwen/Qwen2.5-7B"
+    config = verl_config("ppo_trainer", [model, f"{A}rollout.gpu_memory_utilization=0.7"])
+    assert estimate(config).phases[1].parts["vLLM"] == pytest.approx(0.7 * 80 * GIB)
+    lines, warnings = report(verl_config(name, [model, *extra, f"~{key}"]))
+    assert warnings == [] and lines == [f"memory per GPU: not estimated: {key} is not set (verl's trainer configs "
+                                        "set it): compose the config on verl's"]  # fmt: skip

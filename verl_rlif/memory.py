@@ -83,7 +83,11 @@ KNOWN_SHAPES = {
 _MOE_KEYS = ("num_experts", "num_local_experts", "n_routed_experts", "moe_num_experts")
 
 
-class UnknownModel(ValueError):
+class NotEstimated(ValueError):
+    """The estimate cannot be made for this config; the message says why and what to do."""
+
+
+class UnknownModel(NotEstimated):
     """The estimate cannot know the model's shape; the message says why and what to do."""
 
 
@@ -196,6 +200,15 @@ def _get(config: DictConfig, key: str, default=None):
     return default if value is None else value
 
 
+def _verl_value(config: DictConfig, key: str):
+    """A key verl's trainer configs always set (ppo_trainer.yaml, ppo_megatron_trainer.yaml): read, never
+    defaulted here, so verl stays the one home of its defaults."""
+    value = OmegaConf.select(config, key)
+    if value is None:
+        raise NotEstimated(f"{key} is not set (verl's trainer configs set it): compose the config on verl's")
+    return value
+
+
 def _fused_kernels(config: DictConfig) -> bool:
     """Whether the actor computes log-probs with verl's fused kernels, which never build ``[tokens, V]`` logits.
     Megatron's engine turns them off without remove-padding (``_maybe_enable_fused_kernels``)."""
@@ -211,8 +224,8 @@ def _tokens_per_micro_batch(config: DictConfig, split: int) -> int:
     the sequence split (Ulysses or context parallel)."""
     actor = "actor_rollout_ref.actor"
     if _get(config, f"{actor}.use_dynamic_bsz", False):
-        return int(_get(config, f"{actor}.ppo_max_token_len_per_gpu", 16384))
-    sequence = int(_get(config, "data.max_prompt_length", 512)) + int(_get(config, "data.max_response_length", 512))
+        return int(_verl_value(config, f"{actor}.ppo_max_token_len_per_gpu"))
+    sequence = int(_verl_value(config, "data.max_prompt_length")) + int(_verl_value(config, "data.max_response_length"))
     micro = int(_get(config, f"{actor}.ppo_micro_batch_size_per_gpu", 1))
     return max(1, micro * sequence // split)
 
@@ -226,7 +239,7 @@ def _uses_reference(config: DictConfig) -> bool:
 def _rollout_phase(config: DictConfig, gpu_bytes: float, resident: dict[str, float], shape: ModelShape) -> Phase:
     """vLLM next to what training leaves resident; under rlif_separate_async vLLM alone, on its own pool's GPUs."""
     rollout = "actor_rollout_ref.rollout"
-    utilization = float(_get(config, f"{rollout}.gpu_memory_utilization", 0.5))
+    utilization = float(_verl_value(config, f"{rollout}.gpu_memory_utilization"))
     rollout_tp = int(_get(config, f"{rollout}.tensor_model_parallel_size", 1))
     share = utilization * gpu_bytes
     weights = 2 * shape.params / rollout_tp
@@ -257,7 +270,7 @@ def _megatron(config: DictConfig, shape: ModelShape, world: int, gpu_bytes: floa
     low_precision = _get(config, "actor_rollout_ref.actor.optim.use_low_precision_main_grads", False)
     if low_precision:
         grads = 2 * stage_params
-    distributed = bool(_get(config, f"{actor}.use_distributed_optimizer", True))
+    distributed = bool(_verl_value(config, f"{actor}.use_distributed_optimizer"))
     optimizer = 12 * stage_params / (dp if distributed else 1)
 
     tokens = _tokens_per_micro_batch(config, cp)
@@ -324,7 +337,7 @@ def _megatron(config: DictConfig, shape: ModelShape, world: int, gpu_bytes: floa
 
 def _fsdp(config: DictConfig, shape: ModelShape, world: int, gpu_bytes: float) -> Estimate:
     fsdp = "actor_rollout_ref.actor.fsdp_config"
-    size = int(_get(config, f"{fsdp}.fsdp_size", -1))
+    size = int(_verl_value(config, f"{fsdp}.fsdp_size"))
     shard = world if size <= 0 else min(size, world)
     sp = int(_get(config, "actor_rollout_ref.actor.ulysses_sequence_parallel_size", 1))
     weights = 4 * shape.params / shard  # verl's FSDP actor keeps fp32 weights (bf16 compute)
@@ -384,7 +397,8 @@ def _fsdp(config: DictConfig, shape: ModelShape, world: int, gpu_bytes: float) -
 
 
 def estimate(config: DictConfig, gpu_gib: float = DEFAULT_GPU_GIB) -> Estimate:
-    """The per-GPU estimate of a composed verl config; :class:`UnknownModel` when the model's shape is unknown."""
+    """The per-GPU estimate of a composed verl config; :class:`NotEstimated` (:class:`UnknownModel` when the model's
+    shape is unknown) when it cannot be made."""
     shape = model_shape(str(_get(config, "actor_rollout_ref.model.path", "")))
     world = int(_get(config, "trainer.nnodes", 1)) * int(_get(config, "trainer.n_gpus_per_node", 1))
     strategy = str(_get(config, "actor_rollout_ref.actor.strategy", "fsdp"))
@@ -398,6 +412,6 @@ def report(config: DictConfig, gpu_gib: float = DEFAULT_GPU_GIB) -> tuple[list[s
         return ["memory per GPU: not estimated (trainer.device=cpu)"], []
     try:
         result = estimate(config, gpu_gib)
-    except UnknownModel as exc:
+    except NotEstimated as exc:
         return [f"memory per GPU: not estimated: {exc}"], []
     return result.lines(), result.warnings()
