@@ -121,3 +121,30 @@ def test_a_mapping_key_set_without_plus_gets_the_plus_advice(capsys):
         "rlif.extractor.by_data_source is an rlif key holding a mapping: a value that adds entries needs the +" in err
     )
     assert check(capsys, "+rlif.extractor.by_data_source={codecontests: code}")[0] == 0
+
+
+@pytest.mark.parametrize("size", ["0", "-8", "nan", "inf", "eighty"])
+def test_a_gpu_size_that_is_not_above_zero_is_one_argparse_error(capsys, size):
+    with pytest.raises(SystemExit) as exit_:
+        main(["check", "--gpu-memory-gib", size, ENGINE])
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and "Traceback" not in err
+    assert f"argument --gpu-memory-gib: {size!r} is not a GPU size: give GiB above 0" in err
+
+
+@pytest.mark.parametrize(
+    "entry, group",
+    [
+        ("rlif_plugin", "rlif_plugin"),
+        ("base/math_megatron", "base/math_megatron"),  # Hydra: Could not load
+        ("base: math_megatron", "base/math_megatron"),  # Hydra: Could not find
+        ("preset: full", "preset/full"),
+        ("demo/cpu", "demo/cpu"),
+    ],
+)
+def test_a_packaged_config_outside_the_search_path_gets_the_search_path_hint(tmp_path, capsys, entry, group):
+    (tmp_path / "mine.yaml").write_text(f"defaults:\n  - {entry}\n  - _self_\n")
+    code = main(["check", "--config-path", str(tmp_path), "--config-name", "mine"])
+    err = capsys.readouterr().err
+    assert code == 2 and "Traceback" not in err
+    assert f"{group} is one of verl-rlif's packaged configs: add pkg://verl_rlif.configs" in err

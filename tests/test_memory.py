@@ -125,6 +125,24 @@ def test_a_local_config_json_wins_over_the_table(tmp_path):
         model_shape(str(tmp_path))
 
 
+@pytest.mark.parametrize(
+    "text, why",
+    [
+        ('{"num_hidden_layers": 2,', "config.json cannot be read as JSON: "),
+        ("[1, 2]", "config.json holds a JSON list, not an object"),
+        (json.dumps({"num_hidden_layers": 2, "hidden_size": 64, "vocab_size": 10}), "lacks an integer "
+         "intermediate_size, num_attention_heads: the model's shape is unknown"),
+    ],
+)  # fmt: skip
+def test_a_broken_local_config_json_is_one_clear_line(tmp_path, text, why):
+    (tmp_path / "config.json").write_text(text)
+    with pytest.raises(UnknownModel, match="config.json") as error:
+        model_shape(str(tmp_path))
+    assert str(tmp_path / "config.json") in str(error.value) and why in str(error.value)
+    lines, warnings = report(verl_config("ppo_trainer", [f"{A}model.path={tmp_path}"]))
+    assert warnings == [] and lines == [f"memory per GPU: not estimated: {error.value}"]
+
+
 def test_an_unknown_hub_model_is_not_estimated_and_says_how():
     lines, warnings = report(verl_config("ppo_trainer", [f"{A}model.path=org/unknown-13b"]))
     assert warnings == [] and "not estimated" in lines[0] and "local copy" in lines[0]
@@ -170,3 +188,63 @@ def test_the_megatron_experiments_share_one_base():
 def test_a_cpu_run_is_not_estimated():
     lines, warnings = report(verl_config("ppo_trainer", [f"{A}model.path=Qwen/Qwen2.5-7B", "trainer.device=cpu"]))
     assert lines == ["memory per GPU: not estimated (trainer.device=cpu)"] and warnings == []
+
+
+def shipped(name, *overrides):
+    with initialize_config_dir(config_dir=str(CONFIGS), version_base=None):
+        return compose(config_name=name, overrides=list(overrides))
+
+
+def test_fused_kernels_build_no_logits_on_either_engine():
+    fused = f"{A}model.use_fused_kernels=true"
+    plain, lean = (estimate(shipped("math_7b_fsdp", *extra)).phases[0] for extra in ([], [fused]))
+    # the 7B config's fp32 logits: its token budget x 152064 x 4 bytes (24576 tokens: 13.9 GiB)
+    tokens = shipped("math_7b_fsdp").actor_rollout_ref.actor.ppo_max_token_len_per_gpu
+    assert plain.parts["logits"] == pytest.approx(tokens * 152064 * 4)
+    assert lean.parts["logits"] == 0 and "fused kernels: no logits" in lean.notes
+    assert lean.total == pytest.approx(plain.total - plain.parts["logits"])
+    megatron = [f"{A}model.path=Qwen/Qwen2.5-7B", f"{A}actor.ppo_micro_batch_size_per_gpu=4"]
+    plain, lean, padded = (
+        estimate(verl_config("ppo_megatron_trainer", [*megatron, *extra])).phases[0]
+        for extra in ([], [fused], [fused, f"{A}model.use_remove_padding=false"])
+    )
+    assert plain.parts["logits"] > 0 and lean.parts["logits"] == 0
+    assert padded.parts["logits"] == plain.parts["logits"]  # verl's Megatron engine drops fused without it
+
+
+SEPARATE_POOL = [
+    "trainer.v1.trainer_mode=rlif_separate_async",
+    f"{A}rollout.nnodes=1",
+    f"{A}rollout.n_gpus_per_node=8",
+    f"{A}rollout.checkpoint_engine.backend=nccl",
+]
+
+
+def test_separate_async_puts_vllm_on_its_own_pool_not_the_training_gpus():
+    colocated, separate = (estimate(shipped("math_7b_fsdp", *extra)) for extra in ([], SEPARATE_POOL))
+    assert [phase.name for phase in separate.phases] == ["training", "rollout pool"]
+    assert separate.phases[0].parts == colocated.phases[0].parts
+    pool = separate.phases[1]
+    utilization = shipped("math_7b_fsdp").actor_rollout_ref.rollout.gpu_memory_utilization
+    assert pool.parts == {"vLLM": utilization * 80 * GIB, "runtime": 3 * GIB}  # no actor state next to vLLM
+    assert "standalone rollout pool (8 GPUs), none of the training's" in pool.notes[0]
+    assert any(line.startswith("  rollout pool") for line in separate.lines())
+
+
+@pytest.mark.parametrize(
+    "name, key, extra",
+    [
+        ("ppo_trainer", f"{A}rollout.gpu_memory_utilization", []),
+        ("ppo_trainer", f"{A}actor.ppo_max_token_len_per_gpu", [f"{A}actor.use_dynamic_bsz=true"]),
+        ("ppo_trainer", "data.max_response_length", []),
+        ("ppo_trainer", f"{A}actor.fsdp_config.fsdp_size", []),
+        ("ppo_megatron_trainer", f"{A}actor.megatron.use_distributed_optimizer", []),
+    ],
+)
+def test_verl_defaults_are_read_from_the_config_not_repeated(name, key, extra):
+    model = f"{A}model.path=Qwen/Qwen2.5-7B"
+    config = verl_config("ppo_trainer", [model, f"{A}rollout.gpu_memory_utilization=0.7"])
+    assert estimate(config).phases[1].parts["vLLM"] == pytest.approx(0.7 * 80 * GIB)
+    lines, warnings = report(verl_config(name, [model, *extra, f"~{key}"]))
+    assert warnings == [] and lines == [f"memory per GPU: not estimated: {key} is not set (verl's trainer configs "
+                                        "set it): compose the config on verl's"]  # fmt: skip

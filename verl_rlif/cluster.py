@@ -15,6 +15,9 @@ from __future__ import annotations
 
 import sys
 
+# How long `ray-nodes` waits for the Ray head's answer: the launch script polls it, so one slow answer only delays.
+RAY_NODES_TIMEOUT_S = 30.0
+
 
 def plugin_problem() -> str | None:
     """Why verl would run without verl-rlif in this environment, or None."""
@@ -72,7 +75,7 @@ def _node_names(nodes: list[dict], job_resource: str | None) -> list[str]:
     return sorted(names)
 
 
-def alive_nodes(address: str, timeout_s: float = 30.0, job_resource: str | None = None) -> list[str]:
+def alive_nodes(address: str, timeout_s: float = RAY_NODES_TIMEOUT_S, job_resource: str | None = None) -> list[str]:
     """The alive nodes of the Ray cluster at ADDRESS: hostnames, or with ``job_resource`` the names its nodes carry
     (``foreign <hostname>`` for the others). Raises :class:`NoHead` when nothing listens at ADDRESS and
     ``TimeoutError`` when no answer comes within ``timeout_s`` (Ray's own connect retries for far longer, and a

@@ -3,9 +3,11 @@
 Two phases share every GPU in verl's colocated (hybrid) mode:
 
 * training: the actor's update (weights + gradients + activations of the micro-batches in flight + the logits of
-  one micro-batch), then its optimizer step (weights + gradients + optimizer states, the activations freed);
-  the log-prob passes (old and reference log-probs) are forward-only and smaller, so they are not a phase here;
-* rollout: vLLM's share (``gpu_memory_utilization`` x the GPU) next to whatever training leaves on the GPU.
+  one micro-batch, none with fused kernels), then its optimizer step (weights + gradients + optimizer states, the
+  activations freed); the log-prob passes (old and reference log-probs) are forward-only and smaller, so they are
+  not a phase here;
+* rollout: vLLM's share (``gpu_memory_utilization`` x the GPU) next to whatever training leaves on the GPU; under
+  ``trainer.v1.trainer_mode=rlif_separate_async`` vLLM runs alone on its standalone pool ("rollout pool").
 
 Bytes per parameter follow what verl 0.9.1 allocates (``verl.utils.megatron_utils.offload_megatron_model_to_cpu``
 lists Megatron's storage): Megatron keeps bf16 weights, an fp32 gradient buffer (verl sets
@@ -27,6 +29,7 @@ from dataclasses import dataclass, field
 from omegaconf import DictConfig, OmegaConf
 
 GIB = 1024**3
+ROLLOUT_POOL = "rollout pool"  # the phase of rlif_separate_async's standalone rollout GPUs
 DEFAULT_GPU_GIB = 80.0
 # CUDA context, NCCL buffers, the sleeping vLLM engine's remnants and allocator fragmentation, per phase.
 RUNTIME_OVERHEAD_GIB = 3.0
@@ -80,8 +83,27 @@ KNOWN_SHAPES = {
 _MOE_KEYS = ("num_experts", "num_local_experts", "n_routed_experts", "moe_num_experts")
 
 
-class UnknownModel(ValueError):
+class NotEstimated(ValueError):
+    """The estimate cannot be made for this config; the message says why and what to do."""
+
+
+class UnknownModel(NotEstimated):
     """The estimate cannot know the model's shape; the message says why and what to do."""
+
+
+_SHAPE_KEYS = ("num_hidden_layers", "hidden_size", "intermediate_size", "num_attention_heads", "vocab_size")
+
+
+def _read_config_json(config_file: str) -> dict:
+    """A model's config.json as a mapping; :class:`UnknownModel` naming the file when it is not one."""
+    try:
+        with open(config_file, encoding="utf-8") as handle:
+            hf = json.load(handle)
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise UnknownModel(f"{config_file} cannot be read as JSON: {exc}") from exc
+    if not isinstance(hf, dict):
+        raise UnknownModel(f"{config_file} holds a JSON {type(hf).__name__}, not an object")
+    return hf
 
 
 def model_shape(path: str) -> ModelShape:
@@ -89,11 +111,13 @@ def model_shape(path: str) -> ModelShape:
     (matched on the last path component, lower case, without ``-Instruct``)."""
     config_file = os.path.join(path, "config.json")
     if os.path.isfile(config_file):
-        with open(config_file, encoding="utf-8") as handle:
-            hf = json.load(handle)
+        hf = _read_config_json(config_file)
         hf = hf.get("text_config", hf)  # vision-language models nest the language model's config
         if any(hf.get(key) for key in _MOE_KEYS):
             raise UnknownModel(f"{path} is a mixture-of-experts model: the estimate covers dense models only")
+        missing = [key for key in _SHAPE_KEYS if not isinstance(hf.get(key), int) or isinstance(hf.get(key), bool)]
+        if missing:
+            raise UnknownModel(f"{config_file} lacks an integer {', '.join(missing)}: the model's shape is unknown")
         heads = hf["num_attention_heads"]
         return ModelShape(
             layers=hf["num_hidden_layers"],
@@ -144,7 +168,7 @@ class Estimate:
             parts = " + ".join(f"{name} {value / GIB:.1f}" for name, value in phase.parts.items() if value)
             share = phase.total / (self.gpu_gib * GIB)
             notes = f" ({'; '.join(phase.notes)})" if phase.notes else ""
-            out.append(f"  {phase.name:<9} {phase.total / GIB:5.1f} GiB ({share:.0%}) = {parts}{notes}")
+            out.append(f"  {phase.name:<12} {phase.total / GIB:5.1f} GiB ({share:.0%}) = {parts}{notes}")
         return out
 
     def warnings(self) -> list[str]:
@@ -156,6 +180,8 @@ class Estimate:
 
 
 def _advice(phase: str) -> str:
+    if phase == ROLLOUT_POOL:
+        return "lower actor_rollout_ref.rollout.gpu_memory_utilization"
     if phase == "rollout":
         return (
             "offload the actor during rollout (actor_rollout_ref.actor.megatron.param_offload / optimizer_offload, "
@@ -174,13 +200,32 @@ def _get(config: DictConfig, key: str, default=None):
     return default if value is None else value
 
 
+def _verl_value(config: DictConfig, key: str):
+    """A key verl's trainer configs always set (ppo_trainer.yaml, ppo_megatron_trainer.yaml): read, never
+    defaulted here, so verl stays the one home of its defaults."""
+    value = OmegaConf.select(config, key)
+    if value is None:
+        raise NotEstimated(f"{key} is not set (verl's trainer configs set it): compose the config on verl's")
+    return value
+
+
+def _fused_kernels(config: DictConfig) -> bool:
+    """Whether the actor computes log-probs with verl's fused kernels, which never build ``[tokens, V]`` logits.
+    Megatron's engine turns them off without remove-padding (``_maybe_enable_fused_kernels``)."""
+    model = "actor_rollout_ref.model"
+    fused = bool(_get(config, f"{model}.use_fused_kernels", False))
+    if _get(config, "actor_rollout_ref.actor.strategy") == "megatron":
+        fused = fused and bool(_get(config, f"{model}.use_remove_padding", False))
+    return fused
+
+
 def _tokens_per_micro_batch(config: DictConfig, split: int) -> int:
     """Tokens one GPU holds in one training micro-batch: the token budget, or micro-batch x sequence length, over
     the sequence split (Ulysses or context parallel)."""
     actor = "actor_rollout_ref.actor"
     if _get(config, f"{actor}.use_dynamic_bsz", False):
-        return int(_get(config, f"{actor}.ppo_max_token_len_per_gpu", 16384))
-    sequence = int(_get(config, "data.max_prompt_length", 512)) + int(_get(config, "data.max_response_length", 512))
+        return int(_verl_value(config, f"{actor}.ppo_max_token_len_per_gpu"))
+    sequence = int(_verl_value(config, "data.max_prompt_length")) + int(_verl_value(config, "data.max_response_length"))
     micro = int(_get(config, f"{actor}.ppo_micro_batch_size_per_gpu", 1))
     return max(1, micro * sequence // split)
 
@@ -192,11 +237,18 @@ def _uses_reference(config: DictConfig) -> bool:
 
 
 def _rollout_phase(config: DictConfig, gpu_bytes: float, resident: dict[str, float], shape: ModelShape) -> Phase:
-    utilization = float(_get(config, "actor_rollout_ref.rollout.gpu_memory_utilization", 0.5))
-    rollout_tp = int(_get(config, "actor_rollout_ref.rollout.tensor_model_parallel_size", 1))
+    """vLLM next to what training leaves resident; under rlif_separate_async vLLM alone, on its own pool's GPUs."""
+    rollout = "actor_rollout_ref.rollout"
+    utilization = float(_verl_value(config, f"{rollout}.gpu_memory_utilization"))
+    rollout_tp = int(_get(config, f"{rollout}.tensor_model_parallel_size", 1))
     share = utilization * gpu_bytes
     weights = 2 * shape.params / rollout_tp
-    phase = Phase("rollout", {"vLLM": share, **resident, "runtime": RUNTIME_OVERHEAD_GIB * GIB})
+    if _get(config, "trainer.v1.trainer_mode") == "rlif_separate_async":
+        phase = Phase(ROLLOUT_POOL, {"vLLM": share, "runtime": RUNTIME_OVERHEAD_GIB * GIB})
+        pool = int(_get(config, f"{rollout}.nnodes", 0)) * int(_get(config, f"{rollout}.n_gpus_per_node", 0))
+        phase.notes.append(f"per GPU of the standalone rollout pool ({pool} GPUs), none of the training's")
+    else:
+        phase = Phase("rollout", {"vLLM": share, **resident, "runtime": RUNTIME_OVERHEAD_GIB * GIB})
     phase.notes.append(
         f"vLLM TP{rollout_tp}: weights {weights / GIB:.1f} + KV cache {max(0.0, share - weights) / GIB:.1f}"
     )
@@ -218,10 +270,11 @@ def _megatron(config: DictConfig, shape: ModelShape, world: int, gpu_bytes: floa
     low_precision = _get(config, "actor_rollout_ref.actor.optim.use_low_precision_main_grads", False)
     if low_precision:
         grads = 2 * stage_params
-    distributed = bool(_get(config, f"{actor}.use_distributed_optimizer", True))
+    distributed = bool(_verl_value(config, f"{actor}.use_distributed_optimizer"))
     optimizer = 12 * stage_params / (dp if distributed else 1)
 
     tokens = _tokens_per_micro_batch(config, cp)
+    fused = _fused_kernels(config)
     layers = -(-shape.layers // pp)
     full_layer = shape.activation_bytes_per_token_layer() * tokens / tp  # sequence parallel splits it too
     in_flight = pp if vpp is None else pp * (1 + (pp - 1) / (pp * int(vpp)))  # Megatron-LM's interleave penalty
@@ -241,7 +294,7 @@ def _megatron(config: DictConfig, shape: ModelShape, world: int, gpu_bytes: floa
     else:
         first_stage = layers * full_layer * in_flight
         mode = "no recompute" if recompute is None else f"{recompute} recompute"
-    logits = LOGIT_BYTES * tokens * shape.vocab / tp  # on the last stage only
+    logits = 0.0 if fused else LOGIT_BYTES * tokens * shape.vocab / tp  # on the last stage only
     per_micro_batch = first_stage / in_flight if recompute != "full" else stored + working
     if pp == 1 or first_stage >= per_micro_batch + logits:
         activations, logits_part, stage = first_stage, (logits if pp == 1 else 0.0), "stage 0"
@@ -266,6 +319,8 @@ def _megatron(config: DictConfig, shape: ModelShape, world: int, gpu_bytes: floa
         update.parts["optimizer"] = optimizer
     update.parts["runtime"] = runtime
     update.notes.append(f"{tokens} tokens/micro-batch, {mode}, {in_flight:g} micro-batch(es) in flight, {stage}")
+    if fused:
+        update.notes.append("fused kernels: no logits")
     if optimizer_offload and "optimizer" not in update.parts:
         update.notes.append(f"optimizer {optimizer / GIB:.1f} offloaded, loaded for the step")
 
@@ -282,7 +337,7 @@ def _megatron(config: DictConfig, shape: ModelShape, world: int, gpu_bytes: floa
 
 def _fsdp(config: DictConfig, shape: ModelShape, world: int, gpu_bytes: float) -> Estimate:
     fsdp = "actor_rollout_ref.actor.fsdp_config"
-    size = int(_get(config, f"{fsdp}.fsdp_size", -1))
+    size = int(_verl_value(config, f"{fsdp}.fsdp_size"))
     shard = world if size <= 0 else min(size, world)
     sp = int(_get(config, "actor_rollout_ref.actor.ulysses_sequence_parallel_size", 1))
     weights = 4 * shape.params / shard  # verl's FSDP actor keeps fp32 weights (bf16 compute)
@@ -298,7 +353,8 @@ def _fsdp(config: DictConfig, shape: ModelShape, world: int, gpu_bytes: float) -
     else:
         activations = shape.layers * full_layer
         mode = "no gradient checkpointing"
-    logits = LOGIT_BYTES * tokens * shape.vocab
+    fused = _fused_kernels(config)
+    logits = 0.0 if fused else LOGIT_BYTES * tokens * shape.vocab
 
     param_offload = bool(_get(config, f"{fsdp}.param_offload", False))
     optimizer_offload = bool(_get(config, f"{fsdp}.optimizer_offload", False))
@@ -324,6 +380,8 @@ def _fsdp(config: DictConfig, shape: ModelShape, world: int, gpu_bytes: float) -
         update.parts["optimizer"] = optimizer
     update.parts["runtime"] = runtime
     update.notes.append(f"{tokens} tokens/micro-batch, {mode}, FSDP over {shard} GPUs")
+    if fused:
+        update.notes.append("fused kernels: no logits")
     if optimizer_offload and "optimizer" not in update.parts:
         update.notes.append(f"optimizer {optimizer / GIB:.1f} offloaded, loaded for the step")
 
@@ -339,7 +397,8 @@ def _fsdp(config: DictConfig, shape: ModelShape, world: int, gpu_bytes: float) -
 
 
 def estimate(config: DictConfig, gpu_gib: float = DEFAULT_GPU_GIB) -> Estimate:
-    """The per-GPU estimate of a composed verl config; :class:`UnknownModel` when the model's shape is unknown."""
+    """The per-GPU estimate of a composed verl config; :class:`NotEstimated` (:class:`UnknownModel` when the model's
+    shape is unknown) when it cannot be made."""
     shape = model_shape(str(_get(config, "actor_rollout_ref.model.path", "")))
     world = int(_get(config, "trainer.nnodes", 1)) * int(_get(config, "trainer.n_gpus_per_node", 1))
     strategy = str(_get(config, "actor_rollout_ref.actor.strategy", "fsdp"))
@@ -353,6 +412,6 @@ def report(config: DictConfig, gpu_gib: float = DEFAULT_GPU_GIB) -> tuple[list[s
         return ["memory per GPU: not estimated (trainer.device=cpu)"], []
     try:
         result = estimate(config, gpu_gib)
-    except UnknownModel as exc:
+    except NotEstimated as exc:
         return [f"memory per GPU: not estimated: {exc}"], []
     return result.lines(), result.warnings()

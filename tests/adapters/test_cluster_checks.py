@@ -70,6 +70,18 @@ def test_job_nodes_are_named_by_their_resource_and_others_are_foreign(monkeypatc
     assert capsys.readouterr().out.splitlines() == ["foreign other", "node-a", "node-b"]
 
 
+def test_the_cli_and_the_library_share_one_default_timeout(monkeypatch, capsys):
+    import inspect
+
+    from verl_rlif import cluster
+
+    library_default = inspect.signature(cluster.alive_nodes).parameters["timeout_s"].default
+    seen = {}
+    monkeypatch.setattr(cluster, "alive_nodes", lambda address, timeout_s, job: seen.update(timeout_s=timeout_s) or [])
+    assert main(["ray-nodes", "127.0.0.1:1"]) == 0
+    assert seen["timeout_s"] == library_default == cluster.RAY_NODES_TIMEOUT_S
+
+
 def test_nothing_listening_is_told_apart_from_no_answer(capsys):
     free = socket.socket()
     free.bind(("127.0.0.1", 0))

@@ -205,6 +205,14 @@ def test_separate_async_needs_its_own_rollout_pool(change, fix):
     assert fix in str(error.value)
 
 
+def test_separate_async_rollout_fits_its_own_pool_not_the_trainers():
+    # a 4-GPU trainer and a standalone 8-GPU rollout pool at rollout TP 8: only the pool must hold a replica
+    layout = ["trainer.nnodes=1", "trainer.n_gpus_per_node=4", "actor_rollout_ref.rollout.tensor_model_parallel_size=8"]
+    assert validate(composed(*SEPARATE_ASYNC, *layout, name="math_7b_fsdp")) == []
+    with pytest.raises(ConfigError, match="does not divide trainer.nnodes=1"):  # colocated: the rule still holds
+        validate(composed(*layout, name="math_7b_fsdp"))
+
+
 def test_bypass_mode_is_refused_naming_the_switch_for_self_certainty(monkeypatch):
     monkeypatch.delenv("VERL_ENGINE_VENDOR", raising=False)
     with pytest.raises(ConfigError) as error:

@@ -162,10 +162,22 @@ def test_pathological_responses_finish(response):
         (r"\boxed{2000e}", "2000*e"),
         (r"\boxed{-2.5e-1000}", "-25e-1001"),
         (r"\boxed{1e3}", "1000"),
+        (r"\boxed{2e0005}", "200000"),  # a zero-padded exponent was keyed 2e5, apart from \boxed{2e5}
+        (r"\boxed{2e5}", "200000"),
+        (r"\boxed{20e999}", "2e1000"),  # keyed by value, as \boxed{2e1000}, not expanded by its literal exponent
     ],
 )
 def test_scientific_notation_is_never_a_product_with_e(response, key):
     assert get_extractor("math").extract(response) == key
+
+
+def test_equal_numbers_in_scientific_notation_share_a_key_whatever_the_exponent_is_written_as():
+    math = get_extractor("math")
+    same = [r"\boxed{2e0005}", r"\boxed{2e5}", r"\boxed{200000}", r"\boxed{2.0E+05}", r"\boxed{0.2e6}"]
+    assert {math.extract(response) for response in same} == {"200000"}
+    assert math.extract(r"\boxed{1e-0003}") == math.extract(r"\boxed{0.001}") == "1/1000"
+    huge = {math.extract(response) for response in (r"\boxed{2e1000}", r"\boxed{2e01000}", r"\boxed{20e999}")}
+    assert huge == {"2e1000"} != {math.extract(r"\boxed{2000e}")}
 
 
 @pytest.mark.parametrize(

@@ -259,6 +259,8 @@ def _parallelism_problems(config: DictConfig) -> list[str]:
                 f"{prefix}.megatron TP x PP x CP = {size} does not divide {where}: change the parallel sizes or the "
                 f"node count"
             )
+    if _get(config, TRAINER_MODE_KEY) == "rlif_separate_async":
+        return problems  # the rollout runs on its own pool, which _separate_async_problems checks
     rollout = "actor_rollout_ref.rollout"
     keys = ("tensor_model_parallel_size", "data_parallel_size", "pipeline_model_parallel_size")
     size = _product(config, rollout, keys)

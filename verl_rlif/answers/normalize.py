@@ -10,9 +10,9 @@ Conventions (docs/answers.md): exact rational equality for numbers (``0.5 = 1/2 
 ``1,000 = 1000``, no rounding tolerance); percent, degree and dollar signs are stripped, not converted;
 ``\\text{..}`` is unwrapped, and a trailing ``\\text{ unit}`` after a number is dropped; a single leading
 assignment ``x = 5`` (or membership ``x \\in [1,2]``) keeps its value; plain-word units after a number are dropped
-(``7 dollars = 7``); scientific notation and repeating decimals are exact (``1e3 = 1000``; with an exponent of
-four or more digits the key is ``m e k``, ``2.0e1000 = 2e1000``, never a product with Euler's e; it is not
-expanded, so ``20e999`` does not share its key),
+(``7 dollars = 7``); scientific notation and repeating decimals are exact (``1e3 = 1e0003 = 1000``; keyed by
+value: a value ``m e k``, m not divisible by 10, with ``|k| > 999`` keeps the key ``m e k``, ``2.0e1000 = 20e999 =
+2e1000``, never a product with Euler's e),
 ``0.\\overline{3} = 1/3``); bracket types matter (``(1,2) != [1,2]``), set order does not, and a bare top-level list
 is a set (``1, 2 = \\{2, 1\\}``) whose assignments keep their variable (``x=1, y=2 != x=2, y=1``). Characters
 that are not text: see :func:`printable_answer`.
@@ -52,6 +52,7 @@ _SHORT_SQRT = re.compile(r"\\sqrt(\d)")
 _SINGLE_SUP = re.compile(r"\^\{(\w)\}(?!\w)")  # x^{2} -> x^2, but x^{2}3 must not become x^23
 _THOUSANDS = re.compile(r"^[+-]?\d{1,3}(?:,\d{3})+(?:\.\d+)?$")
 _INT_OR_DECIMAL = re.compile(r"^[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d{1,3})?$")
+MAX_EXPANDED_EXPONENT = 999  # the largest exponent _INT_OR_DECIMAL's three digits expand into a plain number
 _SCIENTIFIC = re.compile(r"^[+-]?(?:\d+\.?\d*|\.\d+)[eE][+-]?\d+$")  # any exponent, even one too long to expand
 _REPEATING = re.compile(r"^([+-]?)(\d*)\.(\d*)\\overline\{(\d{1,50})\}$")
 _SLASH_FRACTION = re.compile(r"^([+-]?\d+)/([+-]?\d+)$")
@@ -222,12 +223,14 @@ def canonical_math_key(text: str) -> tuple[str, bool]:
     if printable is None:
         return "", True
     s = normalize_latex(printable)
+    # scientific notation first, keyed by its value (2e0005 = 2e5 = 200000; 20e999 = 2e1000), and never the
+    # product 2*e*1000 of the grammar
+    scientific = _scientific_key(s)
+    if scientific is not None:
+        return scientific, True
     value = parse_number(s)
     if value is not None:
         return number_key(value), True
-    scientific = _scientific_key(s)
-    if scientific is not None:  # 2e1000: too large to expand, and never the product 2*e*1000 of the grammar
-        return scientific, True
     if s in ("\\infty", "+\\infty", "-\\infty"):
         return s.lstrip("+"), True
     if _WORD.match(s):  # "Yes", "\text{Monday}": a word, not a product of variables (anagrams would collide)
@@ -242,8 +245,10 @@ def canonical_math_key(text: str) -> tuple[str, bool]:
 
 
 def _scientific_key(s: str) -> str | None:
-    """``m e k`` with m a whole number not divisible by 10 (``2.50e1000 = 25e999``), for exponents too long for
-    :func:`parse_number`; None if ``s`` is not scientific notation (or too long to be a number)."""
+    """The key of scientific notation, by its value: :func:`number_key` (``2e0005 -> 200000``) where the value
+    written ``m e k`` (m a whole number not divisible by 10) has ``|k| <= MAX_EXPANDED_EXPONENT``, the range
+    :func:`parse_number` expands, else ``m e k`` (``2.50e1000 -> 25e999``); None if ``s`` is not scientific notation
+    (or too long to be a number)."""
     if len(s) > MAX_NUMBER_DIGITS or not _SCIENTIFIC.match(s):
         return None
     mantissa, exponent = re.split("[eE]", s)
@@ -255,6 +260,8 @@ def _scientific_key(s: str) -> str | None:
     numerator = value.numerator
     while numerator % 10 == 0:
         numerator, power = numerator // 10, power + 1
+    if abs(power) <= MAX_EXPANDED_EXPONENT:
+        return number_key(numerator * Fraction(10) ** power)
     return f"{numerator}e{power}"
 
 

@@ -16,13 +16,26 @@ CONFIG_PATH_HELP = (
 )
 
 
+def positive_gib(text: str) -> float:
+    """argparse type of ``--gpu-memory-gib``: a finite number above zero (the estimate divides by it)."""
+    import math
+
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a GPU size: give GiB above 0, e.g. 80")
+    return value
+
+
 def add_parser(subparsers) -> None:
     check = subparsers.add_parser("check", help="compose and validate a training config (no Ray, no GPU)")
     check.add_argument("--config-path", default=None, help=CONFIG_PATH_HELP)
     check.add_argument("--config-name", default="rlif", help="config name without .yaml (default: rlif)")
     check.add_argument(
         "--gpu-memory-gib",
-        type=float,
+        type=positive_gib,
         default=DEFAULT_GPU_GIB,
         help=f"GPU memory for the per-GPU memory estimate (default: {DEFAULT_GPU_GIB:g})",
     )
@@ -106,7 +119,8 @@ def compose_hint(message: str, config_dir: str, config_name: str | None = None) 
             f"\n{override.group(1)} is not a key of {config_name}: {guess} (a + prefix would add it, "
             f"but neither verl nor verl-rlif reads a key it does not define)"
         )
-    missing = re.search(r"Could not (?:find|load) '((rlif_plugin|preset/|demo/)[^']*)'", message)
+    # "Could not load 'base/x'" for a plain defaults entry, "Could not find 'base/x'" for "base: x"
+    missing = re.search(r"Could not (?:find|load) '((rlif_plugin|base/|preset/|demo/)[^']*)'", message)
     if missing and SEARCH_PATH not in message and CONFIG_DIR not in message:  # else: found, the option is wrong
         return (
             f"\n{missing.group(1)} is one of verl-rlif's packaged configs: add {SEARCH_PATH} to the config's "

@@ -6,11 +6,18 @@ import argparse
 import os
 import sys
 
+from verl_rlif.cluster import RAY_NODES_TIMEOUT_S
+
 
 def add_parser(subparsers) -> None:
     nodes = subparsers.add_parser("ray-nodes", help="hostnames of the alive nodes of a Ray cluster")
     nodes.add_argument("address", help="the Ray head, host:port")
-    nodes.add_argument("--timeout-s", type=float, default=30.0, help="give up after this long (default: 30); exit 4")
+    nodes.add_argument(
+        "--timeout-s",
+        type=float,
+        default=RAY_NODES_TIMEOUT_S,
+        help=f"give up after this long (default: {RAY_NODES_TIMEOUT_S:g}); exit 4",
+    )
     nodes.add_argument("--job-resource", help="list nodes by the name after this custom-resource prefix")
     nodes.set_defaults(run=run)
 
