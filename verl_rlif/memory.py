@@ -257,6 +257,28 @@ def _rollout_phase(config: DictConfig, gpu_bytes: float, resident: dict[str, flo
     return phase
 
 
+def _training_phase(
+    forward: dict[str, float], step: dict[str, float], optimizer_offload: bool, fused: bool, note: str
+) -> Phase:
+    """The training phase's peak, bytes per GPU: the update (``forward``: weights, grads, activations, logits, ref) or
+    the optimizer step after the activations are freed (``step``: weights, grads, optimizer, ref), whichever is
+    larger, plus the runtime overhead."""
+    optimizer = step["optimizer"]
+    update = Phase("training", dict(forward))
+    if sum(step.values()) > update.total:
+        update.parts = dict(step)
+        update.notes.append("peak at the optimizer step")
+    elif not optimizer_offload:
+        update.parts["optimizer"] = optimizer
+    update.parts["runtime"] = RUNTIME_OVERHEAD_GIB * GIB
+    update.notes.append(note)
+    if fused:
+        update.notes.append("fused kernels: no logits")
+    if optimizer_offload and "optimizer" not in update.parts:
+        update.notes.append(f"optimizer {optimizer / GIB:.1f} offloaded, loaded for the step")
+    return update
+
+
 def _megatron(config: DictConfig, shape: ModelShape, world: int, gpu_bytes: float) -> Estimate:
     actor = "actor_rollout_ref.actor.megatron"
     tp = int(_get(config, f"{actor}.tensor_model_parallel_size", 1))
@@ -306,23 +328,13 @@ def _megatron(config: DictConfig, shape: ModelShape, world: int, gpu_bytes: floa
     reference = 0.0
     if _uses_reference(config) and not _get(config, "actor_rollout_ref.ref.megatron.param_offload", False):
         reference = weights  # the reference model has the actor's TP/PP, in bf16
-    runtime = RUNTIME_OVERHEAD_GIB * GIB
-    update = Phase(
-        "training",
+    update = _training_phase(
         {"weights": weights, "grads": grads, "activations": activations, "logits": logits_part, "ref": reference},
+        {"weights": weights, "grads": grads, "optimizer": optimizer, "ref": reference},
+        optimizer_offload,
+        fused,
+        f"{tokens} tokens/micro-batch, {mode}, {in_flight:g} micro-batch(es) in flight, {stage}",
     )
-    step = weights + grads + optimizer + reference
-    if step > update.total:  # the optimizer step, after the activations are freed, is the peak
-        update.parts = {"weights": weights, "grads": grads, "optimizer": optimizer, "ref": reference}
-        update.notes.append("peak at the optimizer step")
-    elif not optimizer_offload:
-        update.parts["optimizer"] = optimizer
-    update.parts["runtime"] = runtime
-    update.notes.append(f"{tokens} tokens/micro-batch, {mode}, {in_flight:g} micro-batch(es) in flight, {stage}")
-    if fused:
-        update.notes.append("fused kernels: no logits")
-    if optimizer_offload and "optimizer" not in update.parts:
-        update.notes.append(f"optimizer {optimizer / GIB:.1f} offloaded, loaded for the step")
 
     resident: dict[str, float] = {}
     if not param_offload:
@@ -361,9 +373,7 @@ def _fsdp(config: DictConfig, shape: ModelShape, world: int, gpu_bytes: float) -
     reference = 0.0
     if _uses_reference(config) and not _get(config, "actor_rollout_ref.ref.fsdp_config.param_offload", False):
         reference = 2 * shape.params / shard  # bf16
-    runtime = RUNTIME_OVERHEAD_GIB * GIB
-    update = Phase(
-        "training",
+    update = _training_phase(
         {
             "weights": weights + gathered,
             "grads": grads,
@@ -371,19 +381,11 @@ def _fsdp(config: DictConfig, shape: ModelShape, world: int, gpu_bytes: float) -
             "logits": logits,
             "ref": reference,
         },
+        {"weights": weights, "grads": grads, "optimizer": optimizer, "ref": reference},  # gathered shards freed
+        optimizer_offload,
+        fused,
+        f"{tokens} tokens/micro-batch, {mode}, FSDP over {shard} GPUs",
     )
-    step = weights + grads + optimizer + reference
-    if step > update.total:
-        update.parts = {"weights": weights, "grads": grads, "optimizer": optimizer, "ref": reference}
-        update.notes.append("peak at the optimizer step")
-    elif not optimizer_offload:
-        update.parts["optimizer"] = optimizer
-    update.parts["runtime"] = runtime
-    update.notes.append(f"{tokens} tokens/micro-batch, {mode}, FSDP over {shard} GPUs")
-    if fused:
-        update.notes.append("fused kernels: no logits")
-    if optimizer_offload and "optimizer" not in update.parts:
-        update.notes.append(f"optimizer {optimizer / GIB:.1f} offloaded, loaded for the step")
 
     resident: dict[str, float] = {}  # gradients are freed after the step (zero_grad sets them to None)
     if not param_offload:
