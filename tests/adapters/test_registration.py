@@ -57,3 +57,19 @@ def test_plugins_disabled_registers_nothing_and_the_env_fallback_works():
     fallback = probe(VERL_USE_EXTERNAL_PLUGINS="none", VERL_USE_EXTERNAL_MODULES="verl_rlif.register")
     assert fallback["trainer"] == "verl_rlif.adapters.trainer"
     assert fallback["fsdp_engine"] == "verl_rlif.adapters.fsdp_engine"
+
+
+def test_importing_our_fsdp_engine_first_records_no_load_error():
+    """Tests and benches import ``verl_rlif.adapters.fsdp_engine`` before verl's engine package; the plugin's engine
+    registration then runs inside that import and must not fail on the half-built module."""
+    code = (
+        "import json, verl_rlif.adapters.fsdp_engine as ours\n"
+        "from verl_rlif import register\n"
+        "from verl.workers.engine import EngineRegistry\n"
+        "print(json.dumps([register.LOAD_ERRORS, EngineRegistry.get_engine_cls('language_model', 'fsdp').__module__]))"
+    )
+    env = {**os.environ, "VERL_ENGINE_VENDOR": "rlif"}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    errors, engine = json.loads(done.stdout.strip().splitlines()[-1])
+    assert errors == {} and engine == "verl_rlif.adapters.fsdp_engine"

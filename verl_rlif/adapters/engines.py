@@ -10,4 +10,7 @@ try:
 except ImportError as exc:
     register.LOAD_ERRORS["verl_rlif.adapters.megatron_engine"] = f"{type(exc).__name__}: {exc}"
 
-from verl_rlif.adapters import engine_variants  # noqa: E402, F401  (after megatron_engine: MindSpeed extends it)
+# A process that imports fsdp_engine by hand (a test, a bench) reaches this module from inside that import, through
+# verl's engine package: the variants subclass a class that does not exist yet, and that process does not need them.
+if hasattr(fsdp_engine, "RLIFFSDPEngineWithLMHead"):
+    from verl_rlif.adapters import engine_variants  # noqa: F401  (after megatron_engine: MindSpeed extends it)
