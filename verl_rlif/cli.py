@@ -1,6 +1,7 @@
 """The ``verl-rlif`` command line: the parser assembled from one module per subcommand (:mod:`verl_rlif.commands`).
 
 verl-rlif demo          verl's real main_ppo with the plugin on the CPU: SmolLM2-135M, arithmetic, a few steps, plot
+verl-rlif study         presets side by side through main_ppo: held-out accuracy, figure and table
 verl-rlif pipeline      the RLIF reward pipeline on a built-in batch, each step printed (no verl, no model)
 verl-rlif plot          draw the collapse monitors of runs from verl's file logger, wandb or TensorBoard
 verl-rlif vote          extract answers and vote over a JSONL file (--task math|number|choice|code)
@@ -18,9 +19,20 @@ import platform
 import sys
 
 from verl_rlif import HOMEPAGE, __version__
-from verl_rlif.commands import check, demo, evaluate, node_check, pipeline, plot, prepare_data, ray_nodes, vote
+from verl_rlif.commands import (
+    check,
+    demo,
+    evaluate,
+    node_check,
+    pipeline,
+    plot,
+    prepare_data,
+    ray_nodes,
+    study,
+    vote,
+)
 
-MODULES = [demo, pipeline, plot, check, vote, prepare_data, evaluate, node_check, ray_nodes]
+MODULES = [demo, study, pipeline, plot, check, vote, prepare_data, evaluate, node_check, ray_nodes]
 """The subcommands, in the order ``--help`` lists them; each adds its parser and sets ``run``."""
 
 

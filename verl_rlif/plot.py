@@ -39,21 +39,52 @@ class PlotError(ValueError):
 
 @dataclass(frozen=True)
 class Monitor:
+    """One panel. ``key`` is a metric key, or with ``pattern`` a regular expression over keys (the first matching
+    key in sorted order is drawn). ``fallback`` is verl's own key for the same quantity, drawn only for a run
+    without the plugin's trainer (no ``rlif/...`` key at all: the supervised reference, a plain verl run) and
+    named in the panel, so a plugin run never shows verl's number under the plugin's name."""
+
     key: str
     title: str
     unit: str
     fraction: bool = False
+    pattern: bool = False
+    fallback: str | None = None
+    shown_as: str | None = None  # how messages name a pattern's keys
 
+    @property
+    def name(self) -> str:
+        return self.shown_as or self.key
+
+
+PLUGIN_PREFIX = "rlif/"
+VAL_ACC_PATTERN = r"val-core/.+/acc/mean@\d+"
 
 # RLIF collapse shows as falling entropy, rising self-certainty and majority ratio, pseudo-label accuracy drifting
-# from ground-truth accuracy, fewer answers, and responses that shrink or run into the length limit
+# from ground-truth accuracy, fewer answers, and responses that shrink or run into the length limit. Held-out
+# accuracy (verl's validation, pass@1 = mean@N) says whether any of it helped.
 MONITORS = (
+    Monitor(
+        VAL_ACC_PATTERN,
+        "validation accuracy (monitor only)",
+        "fraction of responses",
+        True,
+        pattern=True,
+        shown_as="val-core/<data_source>/acc/mean@N",
+    ),
+    # the supervised reference's score IS its ground-truth accuracy (verl's naive manager, 1/0 per response)
+    Monitor(
+        "rlif/ground_truth_acc",
+        "ground-truth accuracy (monitor only)",
+        "fraction of responses",
+        True,
+        fallback="critic/score/mean",
+    ),
+    Monitor("rlif/pseudo_label_acc", "pseudo-label accuracy", "fraction of groups", True),
+    Monitor("rlif/majority_ratio/mean", "majority ratio", "fraction of group", True),
+    Monitor("rlif/answer_rate/mean", "answer rate", "fraction of responses", True),
     Monitor("actor/entropy", "policy entropy", "nats / token"),
     Monitor("rlif/self_certainty/mean", "self-certainty", "nats"),
-    Monitor("rlif/majority_ratio/mean", "majority ratio", "fraction of group", True),
-    Monitor("rlif/pseudo_label_acc", "pseudo-label accuracy", "fraction of groups", True),
-    Monitor("rlif/ground_truth_acc", "ground-truth accuracy (monitor only)", "fraction of responses", True),
-    Monitor("rlif/answer_rate/mean", "answer rate", "fraction of responses", True),
     Monitor("response_length/mean", "response length", "tokens"),
     Monitor("response_length/clip_ratio", "responses cut at the length limit", "fraction of responses", True),
 )
@@ -73,6 +104,22 @@ class Run:
             return  # text, lists, empty CSV cells: not a scalar
         if math.isfinite(value):
             self.series.setdefault(key, []).append((float(step), value))
+
+    def monitor_key(self, monitor: Monitor) -> str | None:
+        """The key this run logged for ``monitor`` (see :class:`Monitor`), or None."""
+        if monitor.pattern:
+            matching = sorted(key for key in self.series if re.fullmatch(monitor.key, key))
+            return matching[0] if matching else None
+        if self.series.get(monitor.key):
+            return monitor.key
+        plugin_run = any(key.startswith(PLUGIN_PREFIX) for key in self.series)
+        if monitor.fallback and not plugin_run and self.series.get(monitor.fallback):
+            return monitor.fallback
+        return None
+
+    def monitor_points(self, monitor: Monitor) -> list[tuple[float, float]]:
+        key = self.monitor_key(monitor)
+        return self.series[key] if key else []
 
     @classmethod
     def from_step_records(cls, label: str, records: Iterable[dict]) -> Run:
@@ -254,7 +301,7 @@ def label_runs(runs: list[Run], labels: list[str] | None = None) -> None:
 
 def missing_monitors(runs: list[Run]) -> dict[str, list[str]]:
     """Monitor key -> labels of the runs that did not log it (only keys some run misses)."""
-    missing = {m.key: [run.label for run in runs if not run.series.get(m.key)] for m in MONITORS}
+    missing = {m.key: [run.label for run in runs if not run.monitor_points(m)] for m in MONITORS}
     return {key: labels for key, labels in missing.items() if labels}
 
 
@@ -275,20 +322,27 @@ def plot_runs(runs: list[Run], path: str, title: str = "verl-rlif collapse monit
     if not any(run.series for run in runs):
         raise PlotError("no metrics to plot: did the run log any step?")
     missing = missing_monitors(runs)
-    fig, axes = plt.subplots(2, 4, figsize=(17, 7.5), constrained_layout=True)
+    fig, axes = plt.subplots(3, 3, figsize=(15, 11), constrained_layout=True)
     colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     handles = {}
     for ax, monitor in zip(axes.flat, MONITORS, strict=True):
+        notes = []
         for i, run in enumerate(runs):
-            points = run.series.get(monitor.key)
+            points = run.monitor_points(monitor)
             if points:
                 steps, values = zip(*points, strict=True)
                 marker = "o" if len(points) <= 30 else None
                 (handles[run.label],) = ax.plot(steps, values, marker=marker, color=colours[i % len(colours)])
+            key = run.monitor_key(monitor)
+            if key and key != monitor.key and not monitor.pattern:
+                notes.append(f"{run.label}: {key}")  # verl's own metric stands in: say so
         absent = missing.get(monitor.key, [])
         if absent:
-            text = "not logged" if len(absent) == len(runs) else "not logged by " + ", ".join(absent)
-            ax.text(0.5, 0.5, text, ha="center", va="center", wrap=True, transform=ax.transAxes, color="0.4")
+            notes.append("not logged" if len(absent) == len(runs) else "not logged by " + ", ".join(absent))
+        if notes:
+            ax.text(
+                0.5, 0.5, "\n".join(notes), ha="center", va="center", wrap=True, transform=ax.transAxes, color="0.4"
+            )
         if monitor.fraction:
             ax.set_ylim(-0.03, 1.03)
         ax.set_title(monitor.title, fontsize=10)

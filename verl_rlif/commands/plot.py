@@ -44,12 +44,12 @@ def run(args: argparse.Namespace) -> int:
     except plotting.PlotError as exc:
         print(f"{prog}: {exc}", file=sys.stderr)
         return 2
-    titles = {m.key: m.title for m in plotting.MONITORS}
+    titles = {m.key: f"{m.name} ({m.title})" for m in plotting.MONITORS}
     missing = plotting.missing_monitors(runs)
     for each in runs:
         keys = [key for key, labels in missing.items() if each.label in labels]
         if keys:
-            print(f"{prog}: {each.label} did not log " + ", ".join(f"{k} ({titles[k]})" for k in keys), file=sys.stderr)
+            print(f"{prog}: {each.label} did not log " + ", ".join(titles[k] for k in keys), file=sys.stderr)
     try:
         path = plotting.plot_runs(runs, args.output, args.title)
     except plotting.PlotError as exc:

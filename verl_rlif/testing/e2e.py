@@ -32,6 +32,10 @@ def launch_env(device: str, metrics_path: str) -> dict[str, str]:
     env = dict(os.environ, VERL_USE_EXTERNAL_MODULES=TESTING_MODULE, VERL_FILE_LOGGER_PATH=metrics_path)
     if device == "cpu":
         env["VERL_PLATFORM"] = "rlif_cpu"
+        # Ray gives a worker without a CPU reservation OMP_NUM_THREADS=1 unless the variable is set: torch then
+        # trains and generates on one core. The workers take turns (sync trainer), so each may use every core:
+        # measured with SmolLM2 on 2 cores, old log-probs 11.3 -> 7.6 s and the update 34 -> 23 s a step.
+        env.setdefault("OMP_NUM_THREADS", str(len(os.sched_getaffinity(0))))
     else:
         env.pop("VERL_PLATFORM", None)  # verl detects CUDA itself
     return env
