@@ -146,6 +146,7 @@ def run_preset(plan: StudyPlan, preset: str, launch: Launcher) -> int:
     started = time.time()
     training = plan.training_run(preset)
     trained = os.path.join(training.output_dir, "trained.json")
+    os.makedirs(training.output_dir, exist_ok=True)
     code = 0
     if not os.path.isfile(trained):  # else trained before an interruption: score what it left
         code = launch(training, os.path.join(training.output_dir, "main_ppo.log"))
@@ -167,6 +168,7 @@ def run_preset(plan: StudyPlan, preset: str, launch: Launcher) -> int:
 def run_base(plan: StudyPlan, launch: Launcher) -> int:
     """The model before training, greedily (every preset starts from it)."""
     run = plan.greedy_run(BASE)
+    os.makedirs(run.output_dir, exist_ok=True)
     code = launch(run, os.path.join(run.output_dir, "main_ppo.log"))
     if code == 0:
         with atomic_output(os.path.join(plan.preset_dir(BASE), "done.json")) as f:
