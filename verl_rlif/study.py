@@ -267,15 +267,18 @@ def summary_markdown(plan: StudyPlan, names: list[str]) -> str:
     lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for name in names:
         training, greedy = read_preset(plan, name)
+        if not training.series:
+            lines.append("| " + " | ".join([name, "0", *["not run yet"] * (len(header) - 2)]) + " |")
+            continue
         val = validation_accuracy(training, s.val_prompts)
         steps = int(max((step for points in training.series.values() for step, _ in points), default=0))
         row = [name, str(steps)]
-        if val:
+        if len(val) > 1:
             (_, first), (_, last) = val[0], val[-1]
             star = "\\*" if beyond_noise(first.value, first.responses, last.value, last.responses) else ""
             row += [str(first), str(last), f"{last.value - first.value:+.3f}{star}"]
         else:
-            row += ["not logged"] * 3
+            row += [str(val[0][1]) if val else "not logged", "not yet", "not yet"]
         greedy_val = validation_accuracy(greedy, s.val_prompts)
         row.append(str(greedy_val[-1][1]) if greedy_val else "not run")
         row += [_first_last(training, key) for key, _ in TABLE_MONITORS]
