@@ -80,12 +80,14 @@ def test_summary_table_from_verl_metrics_files(tmp_path):
         [(0, {VAL: 0.2}), (1, {"critic/score/mean": 0.25}), (2, {"critic/score/mean": 0.75, VAL: 0.22})],
     )
     write_metrics(plan.greedy_run("full").metrics_path, [(3, {"val-core/rlif_arithmetic/acc/mean@1": 0.5})])
+    write_metrics(plan.greedy_run(study.BASE).metrics_path, [(0, {"val-core/rlif_arithmetic/acc/mean@1": 0.75})])
     table = study.summary_markdown(plan, plan.presets)
     rows = {line.split(" | ")[0].strip("| "): line.split(" | ") for line in table.splitlines() if line.startswith("|")}
     full, supervised = rows["full"], rows["ground_truth_grpo"]
     assert full[1] == "10" and full[2].startswith("0.200 [0.16, 0.25]") and full[3].startswith("0.300 [")
     assert full[4] == "+0.100\\*"  # 0.2 -> 0.3 over 256 responses each: beyond noise
-    assert full[5].startswith("0.500 [0.38, 0.62]")  # greedy: 64 responses
+    assert full[5] == "0.500 [0.38, 0.62] (-0.250\\*)"  # greedy, 64 responses: 48/64 -> 32/64 is beyond noise
+    assert "The model before training, greedy: 0.750 [0.63, 0.84]." in table
     assert full[6] == "0.30 → 0.80"  # train GT acc, steps 1-5 and 6-10
     assert full[9] == "0.50 → 0.50" and full[10] == "2.00 → 2.00"  # answer rate, entropy
     assert supervised[4] == "+0.020" and supervised[5] == "not run"

@@ -17,8 +17,9 @@ interrupted and resumed, one finished preset at a time. ``summary.md`` and ``stu
 whatever has finished.
 
 Accuracy intervals are Wilson score intervals (95 %) over the validation responses. Two accuracies differ
-"beyond noise" when a two-proportion z-test rejects equality at 5 %. Responses to one prompt are correlated, so
-these intervals are, if anything, too narrow; a difference called "within noise" is certainly within it.
+"beyond noise" when a two-proportion z-test rejects equality at 5 %. Both treat responses as independent:
+responses to one prompt are correlated (which makes the intervals too narrow), while two validations share their
+prompts (a paired test would be sharper). Read a difference near the threshold as unsettled.
 """
 
 from __future__ import annotations
@@ -257,11 +258,12 @@ def summary_markdown(plan: StudyPlan, names: list[str]) -> str:
     lines = [
         f"Validation: {s.val_prompts} held-out prompts; sampled = mean@{s.val_samples} at the training "
         f"temperature ({s.val_prompts * s.val_samples} responses), greedy = one response each. Brackets: Wilson 95 % "
-        f"interval. \\* = the change from step 0 is beyond noise (two-proportion z-test, 5 %). Training columns: "
+        f"interval. \\* = the change from step 0 (greedy: from the model before training) is beyond noise "
+        f"(two-proportion z-test, 5 %). Training columns: "
         f"mean of the first → last {WINDOW_STEPS} steps.",
         "",
     ]
-    _, base_greedy = read_preset(plan, BASE) if os.path.isdir(plan.preset_dir(BASE)) else (None, Run(BASE))
+    base = validation_accuracy(read_preset(plan, BASE)[1], s.val_prompts)
     header = ["preset", "steps", "val sampled, step 0", "val sampled, final", "change", "val greedy, final"]
     header += [label for _, label in TABLE_MONITORS]
     lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
@@ -279,15 +281,25 @@ def summary_markdown(plan: StudyPlan, names: list[str]) -> str:
             row += [str(first), str(last), f"{last.value - first.value:+.3f}{star}"]
         else:
             row += [str(val[0][1]) if val else "not logged", "not yet", "not yet"]
-        greedy_val = validation_accuracy(greedy, s.val_prompts)
-        row.append(str(greedy_val[-1][1]) if greedy_val else "not run")
+        row.append(_greedy_cell(validation_accuracy(greedy, s.val_prompts), base))
         row += [_first_last(training, key) for key, _ in TABLE_MONITORS]
         lines.append("| " + " | ".join(row) + " |")
-    base_val = validation_accuracy(base_greedy, s.val_prompts)
-    if base_val:
-        lines += ["", f"The model before training, greedy: {base_val[-1][1]}."]
+    if base:
+        lines += ["", f"The model before training, greedy: {base[-1][1]}."]
     lines += ["", *pairwise_lines(plan, names)]
     return "\n".join(lines) + "\n"
+
+
+def _greedy_cell(greedy: list[tuple[float, Accuracy]], base: list[tuple[float, Accuracy]]) -> str:
+    """The final greedy accuracy and its change from the model's own greedy score (\\* beyond noise)."""
+    if not greedy:
+        return "not run"
+    final = greedy[-1][1]
+    if not base:
+        return str(final)
+    before = base[-1][1]
+    star = "\\*" if beyond_noise(before.value, before.responses, final.value, final.responses) else ""
+    return f"{final} ({final.value - before.value:+.3f}{star})"
 
 
 def pairwise_lines(plan: StudyPlan, names: list[str]) -> list[str]:
