@@ -162,10 +162,15 @@ def _self_certainty_problems(config: DictConfig) -> list[str]:
             f"pick one of those, or drop self_certainty from rlif.rewards"
         )
     fused = _get(config, "actor_rollout_ref.model.use_fused_kernels", False)
-    if fused and _get(config, "actor_rollout_ref.actor.strategy") == "megatron":
+    megatron = "actor_rollout_ref.actor.megatron"
+    context_parallel = _integer(config, f"{megatron}.context_parallel_size", 1) > 1 or _get(
+        config, f"{megatron}.dynamic_context_parallel", False
+    )
+    if fused and strategy == "megatron" and context_parallel:  # the engine refuses it too (megatron_engine.py)
         problems.append(
-            "actor_rollout_ref.model.use_fused_kernels=true: self-certainty with fused kernels is supported on the "
-            "FSDP engine only; set actor_rollout_ref.model.use_fused_kernels=false"
+            "actor_rollout_ref.model.use_fused_kernels=true: self-certainty with fused kernels on the Megatron "
+            f"engine does not support context parallelism; set {megatron}.context_parallel_size=1 and "
+            f"{megatron}.dynamic_context_parallel=false, or actor_rollout_ref.model.use_fused_kernels=false"
         )
     return problems
 
