@@ -304,3 +304,38 @@ def test_fused_kernels_with_a_model_other_than_gpt_are_refused_naming_the_switch
 
 
 SEQS_IDS = [torch.tensor([1, 2, 3]), torch.tensor([4, 5])]
+
+
+def _cuda_kernel_worker(rank, init_file, result_file):
+    from verl.utils.kernel.linear_cross_entropy import linear_cross_entropy
+
+    from verl_rlif.core.self_certainty import (
+        self_certainty_from_logit_stats,
+        self_certainty_from_logits,
+        vocab_parallel_hidden_stats,
+    )
+
+    dist.init_process_group("nccl", init_method=f"file://{init_file}", rank=rank, world_size=1)
+    g = torch.Generator(device="cuda").manual_seed(0)
+    true_vocab, width, tokens = 1000, 1024, 512  # Megatron-style padding rows; the kernel wants H % 128 == 0
+    hidden = torch.randn(tokens, 128, device="cuda", generator=g).bfloat16()
+    weight = torch.randn(width, 128, device="cuda", generator=g) * 0.3
+    weight[true_vocab:] *= 0.6  # padding rows hold up to ~4 % of the softmax mass: visible, and well conditioned
+    weight = weight.bfloat16()
+    labels = torch.randint(0, true_vocab, (tokens,), device="cuda", generator=g)
+    log_probs, _ = linear_cross_entropy(hidden, weight, labels, TEMPERATURE, "none", None)  # padded width
+    stats = vocab_parallel_hidden_stats(hidden, weight, labels, 0, true_vocab, temperature=TEMPERATURE)
+    got = self_certainty_from_logit_stats(stats, log_probs, true_vocab)
+    want = self_certainty_from_logits(hidden.float() @ weight.float().T, true_vocab, TEMPERATURE)
+    with open(result_file, "w") as f:
+        f.write(repr((got - want).abs().max().item()))
+    dist.destroy_process_group()
+
+
+@pytest.mark.gpu
+def test_verls_triton_kernel_completes_the_hidden_state_path_on_cuda(tmp_path):
+    """verl's real fused Megatron kernel (Triton ``linear_cross_entropy``, one rank) returns the padded-width
+    log-probs path (iii) completes: equal to path (i) from the full logits on CUDA (not run here: no GPU)."""
+    result = tmp_path / "err"
+    mp.spawn(_cuda_kernel_worker, args=(str(tmp_path / "init"), str(result)), nprocs=1, join=True)
+    assert float(result.read_text()) < 1e-4
