@@ -1,4 +1,4 @@
-"""Megatron engine, TP=2 over gloo (2 CPU processes, megatron-core parallel state), padded vocabulary included.
+"""Megatron engine, 2 gloo processes (TP=2, or CP=2 for the fused path), padded vocabulary included.
 
 * Unfused, path (i'): through verl's real ``_lm_head_logits_processor`` on vocab shards, equal to the
   single-process path (i) to 1e-5, verl's own outputs (log-probs) unchanged.
@@ -7,7 +7,9 @@
   patched ``GPTModel.forward`` on a real megatron-core ``GPTModel`` (vocab-parallel embedding and output layer,
   final layernorm, an MLP-only layer: Megatron's local attention has no packed-sequence support without Transformer
   Engine) -> verl's ``postprocess_micro_batch_func``; equal to path (i) from the full logits of megatron-core's own
-  unfused forward of the same model, computed on one process, to 1e-4. Two stand-ins, both in the spawned workers
+  unfused forward of the same model, computed on one process, to 1e-4, with TP=2 and with CP=2 (verl's zigzag
+  split of the packed rows and its CP gather; the MLP-only layer needs no attention exchange). Two stand-ins, both
+  in the spawned workers
   only: verl's Triton ``linear_cross_entropy`` (CUDA only) is replaced by the same function written with verl's
   vocab-parallel helpers (log p_y and entropy of h W^T / tau over the padded width, over the TP group), and
   ``get_device_id`` (CUDA only) returns ``"cpu"``.
@@ -110,7 +112,7 @@ def _cpu_linear_cross_entropy(hidden, weight, labels, temperature, reduction, gr
     return log_probs, vocab_parallel_entropy(logits.clone()).reshape(-1)
 
 
-def _gpt_model(padded_vocab, tied):
+def _gpt_model(padded_vocab, tied, cp=1):
     from megatron.core.models.gpt import GPTModel
     from megatron.core.models.gpt.gpt_layer_specs import get_gpt_layer_local_spec
     from megatron.core.transformer import TransformerConfig
@@ -127,6 +129,7 @@ def _gpt_model(padded_vocab, tied):
         hidden_dropout=0.0,
         attention_dropout=0.0,
         params_dtype=torch.float32,
+        context_parallel_size=cp,
     )
     torch.manual_seed(padded_vocab + tied)  # the same master weights on both ranks; each keeps its own shard
     model = GPTModel(
@@ -198,11 +201,12 @@ def _fused_pass(engine, model, batch):
     return postprocess(output)[1]["model_output"]
 
 
-def _fused_worker(rank, init_file, result_file):
-    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=TP)
+def _fused_worker(rank, tp, cp, cases, init_file, result_file):
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=tp * cp)
     from megatron.core import parallel_state as mpu
 
-    mpu.initialize_model_parallel(tensor_model_parallel_size=TP)
+    mpu.initialize_model_parallel(tensor_model_parallel_size=tp, context_parallel_size=cp)
+    tp_group, tp_rank = mpu.get_tensor_model_parallel_group(), mpu.get_tensor_model_parallel_rank()
     import verl.models.mcore.model_forward_fused as fused_forward
     import verl.workers.engine.megatron.transformer_impl as megatron_impl
     from verl.models.mcore.model_forward_fused import patch_fused_forward
@@ -218,14 +222,14 @@ def _fused_worker(rank, init_file, result_file):
     megatron_engine.MegatronEngineWithLMHead.optimizer_step = lambda self: 0.0  # no optimizer here
 
     results = {"sc": 0.0, "log_probs": 0.0, "sequence_parallel": 0.0}
-    for true_vocab, width, tied in FUSED_CASES:
-        model = _gpt_model(width, tied)
+    for true_vocab, width, tied in cases:
+        model = _gpt_model(width, tied, cp)
         g = torch.Generator().manual_seed(width + true_vocab)
         seqs = [torch.randint(1, true_vocab, (n,), generator=g) for n in SEQS]
         with torch.no_grad():  # reference: megatron-core's own unfused forward, full logits on one process
             shard = model(input_ids=torch.cat(seqs).unsqueeze(0), position_ids=None, attention_mask=None)[0]
-            shards = [torch.empty_like(shard) for _ in range(TP)]
-            dist.all_gather(shards, shard.contiguous())
+            shards = [torch.empty_like(shard) for _ in range(tp)]
+            dist.all_gather(shards, shard.contiguous(), group=tp_group)
         logits = torch.cat(shards, dim=-1)  # [tokens, width]
         want = self_certainty_from_logits(logits, vocab_size=true_vocab, temperature=TEMPERATURE)
         labels = torch.cat([torch.roll(s, -1) for s in seqs])
@@ -258,7 +262,7 @@ def _fused_worker(rank, init_file, result_file):
         log_probs = torch.randn(8, generator=g) - 3
         engine._capture_fused(full, 4, model, (), kwargs, SimpleNamespace(hidden_states=hidden, log_probs=log_probs))
         model.config.sequence_parallel = True
-        local = SimpleNamespace(hidden_states=hidden.chunk(TP)[rank], log_probs=log_probs)
+        local = SimpleNamespace(hidden_states=hidden.chunk(tp)[tp_rank], log_probs=log_probs)
         engine._capture_fused(captured, 4, model, (), kwargs, local)
         model.config.sequence_parallel = False
         err = (captured["values"] - full["values"]).abs().max().item()
@@ -269,9 +273,15 @@ def _fused_worker(rank, init_file, result_file):
     dist.destroy_process_group()
 
 
-def test_fused_kernels_tensor_parallel_hidden_state_path_equals_logits(tmp_path):
-    mp.spawn(_fused_worker, args=(str(tmp_path / "init"), str(tmp_path / "err")), nprocs=TP, join=True)
-    for rank in range(TP):
+@pytest.mark.parametrize(
+    "tp, cp, cases",
+    [(TP, 1, FUSED_CASES), (1, 2, FUSED_CASES[1:2])],  # context parallel: verl's zigzag split, its CP gather
+    ids=["tp2", "cp2"],
+)
+def test_fused_kernels_hidden_state_path_equals_logits(tmp_path, tp, cp, cases):
+    args = (tp, cp, cases, str(tmp_path / "init"), str(tmp_path / "err"))
+    mp.spawn(_fused_worker, args=args, nprocs=tp * cp, join=True)
+    for rank in range(tp * cp):
         results = ast.literal_eval((tmp_path / f"err.{rank}").read_text())
         assert results["sc"] < 1e-4, results  # path (iii) on TP shards through verl's fused forward = path (i)
         assert results["log_probs"] < 1e-4, results  # the stand-in kernel is verl's definition
@@ -288,14 +298,10 @@ def _refusing_engine(dynamic_context_parallel=False):
     return engine
 
 
-def test_fused_kernels_with_context_parallel_are_refused_naming_the_switch(monkeypatch):
-    from verl_rlif.adapters import megatron_engine
-
-    with pytest.raises(NotImplementedError, match="context_parallel_size=1 and dynamic_context_parallel=false"):
+def test_fused_kernels_with_dynamic_context_parallel_are_refused_naming_the_switch():
+    switch = "dynamic_context_parallel=false, or actor_rollout_ref.model.use_fused_kernels=false"
+    with pytest.raises(NotImplementedError, match=switch):
         _refusing_engine(dynamic_context_parallel=True).forward_step(iter([_fused_micro_batch(SEQS_IDS)]), None, 0, 0)
-    monkeypatch.setattr(megatron_engine.mpu, "get_context_parallel_world_size", lambda: 2)
-    with pytest.raises(NotImplementedError, match="or actor_rollout_ref.model.use_fused_kernels=false"):
-        _refusing_engine().forward_step(iter([_fused_micro_batch(SEQS_IDS)]), None, 0, 0)
 
 
 def test_fused_kernels_with_a_model_other_than_gpt_are_refused_naming_the_switch():

@@ -148,7 +148,7 @@ def test_megatron_fused_forward_feeds_the_model_hook_what_its_kernel_gets():
     decoder's (before the sequence-parallel gather) next to the fused ``log_probs`` over the output weight shard."""
     from verl.models.mcore import model_forward_fused as fused
     from verl.models.mcore.util import postprocess_thd_engine
-    from verl.workers.engine.megatron.transformer_impl import MegatronEngine
+    from verl.workers.engine.megatron.transformer_impl import MegatronEngine, MegatronEngineWithLMHead
 
     legacy = inspect.getsource(fused._fused_GPTModel_forward)
     assert {"labels", "packed_seq_params", "temperature"} <= set(params(fused._fused_GPTModel_forward))
@@ -178,6 +178,13 @@ def test_megatron_fused_forward_feeds_the_model_hook_what_its_kernel_gets():
         "batch_size",
         "post_process",
     ]
+    assert "cp_layout" in params(postprocess_thd_engine)
+    # static context parallelism: our values are unpacked with the CP layout verl gives its fused forward
+    assert params(MegatronEngine._get_context_parallel_layout) == ["unwrapped_model"]
+    step = inspect.getsource(MegatronEngineWithLMHead.forward_step)
+    assert "cp_layout = self._get_context_parallel_layout(unwrapped_model)" in step
+    fused_call = step[step.index("output = fused_forward_fn(") :]
+    assert "cp_layout=cp_layout" in fused_call[: fused_call.index("else:")]
     assert params(MegatronEngine.optimizer_step) == ["self"]  # the row-sum cache is dropped here and in load_checkpoint
     assert "local_path" in params(MegatronEngine.load_checkpoint)
 

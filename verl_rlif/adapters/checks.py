@@ -162,15 +162,12 @@ def _self_certainty_problems(config: DictConfig) -> list[str]:
             f"pick one of those, or drop self_certainty from rlif.rewards"
         )
     fused = _get(config, "actor_rollout_ref.model.use_fused_kernels", False)
-    megatron = "actor_rollout_ref.actor.megatron"
-    context_parallel = _integer(config, f"{megatron}.context_parallel_size", 1) > 1 or _get(
-        config, f"{megatron}.dynamic_context_parallel", False
-    )
-    if fused and strategy == "megatron" and context_parallel:  # the engine refuses it too (megatron_engine.py)
+    dynamic_cp = "actor_rollout_ref.actor.megatron.dynamic_context_parallel"
+    if fused and strategy == "megatron" and _get(config, dynamic_cp, False):  # the engine refuses it too
         problems.append(
             "actor_rollout_ref.model.use_fused_kernels=true: self-certainty with fused kernels on the Megatron "
-            f"engine does not support context parallelism; set {megatron}.context_parallel_size=1 and "
-            f"{megatron}.dynamic_context_parallel=false, or actor_rollout_ref.model.use_fused_kernels=false"
+            f"engine does not support dynamic context parallelism; set {dynamic_cp}=false, or "
+            "actor_rollout_ref.model.use_fused_kernels=false"
         )
     return problems
 

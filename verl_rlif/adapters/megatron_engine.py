@@ -21,13 +21,16 @@ Registered in verl's ``EngineRegistry`` for ``language_model`` / ``megatron`` / 
   and the padding rows' logsumexp with the same one all-gather; this rank's true-row sum (w_bar x V / tp shards)
   is cached until the weights change (``optimizer_step``, ``load_checkpoint``). ``forward_step`` then unpacks the
   values with verl's ``postprocess_thd_engine``, exactly as verl unpacks ``log_probs``. Nothing ``[tokens, V]``.
-  Context parallelism (static or dynamic) and vision-language models are refused under fused kernels with the
-  switch to turn off; pipeline parallelism needs nothing (only the stage with ``post_process`` scores).
+  Static context parallelism needs nothing more (the hook sees this rank's CP rows, ``postprocess_thd_engine``
+  gathers them with verl's CP layout); dynamic context parallelism and vision-language models are refused under
+  fused kernels with the switch to turn off; pipeline parallelism needs nothing (only the stage with
+  ``post_process`` scores).
 
 verl internals relied on (pinned verl==0.9.1): ``_lm_head_logits_processor(logits, label, temperature, *,
 batch, ...)``, ``forward_step(batch_iter, ...)``, the fused forward's call of the ``GPTModel`` with ``labels`` /
 ``temperature`` (or ``output_processor_context.temperature``) / ``packed_seq_params`` and its output's
-``hidden_states`` / ``log_probs``, and ``postprocess_thd_engine``; see docs/how-it-plugs-into-verl.md.
+``hidden_states`` / ``log_probs``, ``postprocess_thd_engine`` and ``_get_context_parallel_layout``; see
+docs/how-it-plugs-into-verl.md.
 """
 
 from __future__ import annotations
@@ -44,7 +47,7 @@ from verl.utils.megatron_utils import unwrap_model
 from verl.workers.engine import EngineRegistry, MegatronEngineWithLMHead
 
 from verl_rlif.adapters.engine_flags import (
-    MEGATRON_FUSED_CONTEXT_PARALLEL_ERROR,
+    MEGATRON_FUSED_DYNAMIC_CP_ERROR,
     MEGATRON_FUSED_MODEL_ERROR,
     OUTPUT_KEY,
     VENDOR,
@@ -125,8 +128,13 @@ class RLIFMegatronEngineWithLMHead(MegatronEngineWithLMHead):
         if "values" not in captured:
             raise RuntimeError(HOOK_DID_NOT_FIRE)
         input_ids = batch["input_ids"]  # jagged [bsz, (seq_len)]: verl unpacks log_probs with the same offsets
-        output[OUTPUT_KEY] = postprocess_thd_engine(
-            captured["values"], captured["packed_seq_params"], input_ids, input_ids.shape[0], post_process=True
+        output[OUTPUT_KEY] = postprocess_thd_engine(  # gathers across context-parallel ranks, as for log_probs
+            captured["values"],
+            captured["packed_seq_params"],
+            input_ids,
+            input_ids.shape[0],
+            post_process=True,
+            cp_layout=self._get_context_parallel_layout(scored),
         )
         return output, postprocess
 
@@ -134,8 +142,8 @@ class RLIFMegatronEngineWithLMHead(MegatronEngineWithLMHead):
         """The ``GPTModel`` to hook for this micro-batch, or ``None`` (no fused kernels, no flag, not last stage)."""
         if not (self.engine_config.use_fused_kernels and wants_self_certainty(batch)):
             return None
-        if self.engine_config.dynamic_context_parallel or mpu.get_context_parallel_world_size() > 1:
-            raise NotImplementedError(MEGATRON_FUSED_CONTEXT_PARALLEL_ERROR)
+        if self.engine_config.dynamic_context_parallel:
+            raise NotImplementedError(MEGATRON_FUSED_DYNAMIC_CP_ERROR)
         unwrapped = unwrap_model(model)
         if not isinstance(unwrapped, GPTModel):
             raise NotImplementedError(f"{MEGATRON_FUSED_MODEL_ERROR} (got {type(unwrapped).__name__})")
