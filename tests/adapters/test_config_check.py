@@ -402,6 +402,20 @@ def test_fused_kernels_pass_with_the_fsdp_engine():
     assert validate(composed("actor_rollout_ref.model.use_fused_kernels=true", name="rlif")) == []
 
 
-def test_fused_kernels_with_megatron_are_refused_naming_the_switch():
-    with pytest.raises(ConfigError, match="FSDP engine only; set actor_rollout_ref.model.use_fused_kernels=false"):
-        validate(composed("actor_rollout_ref.model.use_fused_kernels=true", name="rlif_megatron"))
+def test_fused_kernels_pass_with_the_megatron_engine():
+    assert validate(composed("actor_rollout_ref.model.use_fused_kernels=true", name="rlif_megatron")) == []
+
+
+def test_fused_kernels_pass_with_megatron_context_parallel():
+    fused = "actor_rollout_ref.model.use_fused_kernels=true"
+    cp = "actor_rollout_ref.actor.megatron.context_parallel_size=2"
+    assert validate(composed(fused, cp, name="rlif_megatron")) == []
+
+
+def test_fused_kernels_with_megatron_dynamic_context_parallel_are_refused_naming_the_switch():
+    fused = "actor_rollout_ref.model.use_fused_kernels=true"
+    dynamic = "actor_rollout_ref.actor.megatron.dynamic_context_parallel=true"
+    switch = "dynamic_context_parallel=false, or actor_rollout_ref.model.use_fused_kernels=false"
+    with pytest.raises(ConfigError, match=switch):
+        validate(composed(fused, dynamic, name="rlif_megatron"))
+    assert validate(composed(dynamic, name="rlif_megatron")) == []  # unfused kernels: path (i') runs

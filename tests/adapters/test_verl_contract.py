@@ -142,6 +142,53 @@ def test_megatron_engine_surface():
     ]
 
 
+def test_megatron_fused_forward_feeds_the_model_hook_what_its_kernel_gets():
+    """The forward hook on the last stage's ``GPTModel`` (adapters/megatron_engine.py) sees the kernel's inputs:
+    ``labels`` / ``temperature`` / ``packed_seq_params`` keywords, and an output whose ``hidden_states`` are the
+    decoder's (before the sequence-parallel gather) next to the fused ``log_probs`` over the output weight shard."""
+    from verl.models.mcore import model_forward_fused as fused
+    from verl.models.mcore.util import postprocess_thd_engine
+    from verl.workers.engine.megatron.transformer_impl import MegatronEngine, MegatronEngineWithLMHead
+
+    legacy = inspect.getsource(fused._fused_GPTModel_forward)
+    assert {"labels", "packed_seq_params", "temperature"} <= set(params(fused._fused_GPTModel_forward))
+    assert legacy.index("hidden_states=hidden_states") < legacy.index("gather_from_sequence_parallel_region")
+    assert "output_weight = model.output_layer.weight" in legacy
+    assert "output_weight = model.embedding.word_embeddings.weight" in legacy
+    assert (
+        "linear_cross_entropy(\n        hidden_states,\n        output_weight,\n        labels,\n        temperature"
+        in legacy
+    )
+    assert "output.log_probs = logprobs" in legacy
+    hook_mode = inspect.getsource(fused.fused_output_processor)  # megatron-core >= 0.18
+    assert hook_mode.index("hidden_states=hidden_states") < hook_mode.index("gather_from_sequence_parallel_region")
+    assert "temperature = context.temperature" in hook_mode and "output_layer.weight" in hook_mode
+    inner = inspect.getsource(fused.fused_forward_model_engine)
+    assert "labels=labels_rmpad" in inner and "packed_seq_params=packed_seq_params" in inner
+    assert "model(temperature=temperature, **forward_kwargs)" in inner
+    assert "output_processor_context=FusedOutputProcessorContext(temperature=temperature)" in inner
+    assert (
+        "postprocess_thd_engine(\n            log_probs,\n            packed_seq_params,\n            input_ids,"
+        in inner
+    )
+    assert params(postprocess_thd_engine)[:5] == [
+        "output",
+        "packed_seq_params",
+        "input_ids",
+        "batch_size",
+        "post_process",
+    ]
+    assert "cp_layout" in params(postprocess_thd_engine)
+    # static context parallelism: our values are unpacked with the CP layout verl gives its fused forward
+    assert params(MegatronEngine._get_context_parallel_layout) == ["unwrapped_model"]
+    step = inspect.getsource(MegatronEngineWithLMHead.forward_step)
+    assert "cp_layout = self._get_context_parallel_layout(unwrapped_model)" in step
+    fused_call = step[step.index("output = fused_forward_fn(") :]
+    assert "cp_layout=cp_layout" in fused_call[: fused_call.index("else:")]
+    assert params(MegatronEngine.optimizer_step) == ["self"]  # the row-sum cache is dropped here and in load_checkpoint
+    assert "local_path" in params(MegatronEngine.load_checkpoint)
+
+
 def test_extension_points():
     from verl.experimental.reward_loop.reward_manager.base import RewardManagerBase
     from verl.trainer.ppo.core_algos import agg_loss

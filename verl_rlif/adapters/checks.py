@@ -162,10 +162,12 @@ def _self_certainty_problems(config: DictConfig) -> list[str]:
             f"pick one of those, or drop self_certainty from rlif.rewards"
         )
     fused = _get(config, "actor_rollout_ref.model.use_fused_kernels", False)
-    if fused and _get(config, "actor_rollout_ref.actor.strategy") == "megatron":
+    dynamic_cp = "actor_rollout_ref.actor.megatron.dynamic_context_parallel"
+    if fused and strategy == "megatron" and _get(config, dynamic_cp, False):  # the engine refuses it too
         problems.append(
-            "actor_rollout_ref.model.use_fused_kernels=true: self-certainty with fused kernels is supported on the "
-            "FSDP engine only; set actor_rollout_ref.model.use_fused_kernels=false"
+            "actor_rollout_ref.model.use_fused_kernels=true: self-certainty with fused kernels on the Megatron "
+            f"engine does not support dynamic context parallelism; set {dynamic_cp}=false, or "
+            "actor_rollout_ref.model.use_fused_kernels=false"
         )
     return problems
 

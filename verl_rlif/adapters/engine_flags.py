@@ -14,9 +14,14 @@ FLAG = "calculate_self_certainty"
 CHUNK_KEY = "self_certainty_chunk_size_tokens"
 OUTPUT_KEY = "self_certainty"
 """Model-output key; verl carries every output key back to the trainer (TransferQueue on the v1 path)."""
-MEGATRON_FUSED_KERNELS_ERROR = (
-    "self-certainty with fused kernels is supported on the FSDP engine only (verl's Megatron fused forward "
-    "drops the final hidden states): set actor_rollout_ref.model.use_fused_kernels=false"
+MEGATRON_FUSED_DYNAMIC_CP_ERROR = (
+    "self-certainty with fused kernels on the Megatron engine does not support dynamic context parallelism: "
+    "set actor_rollout_ref.actor.megatron.dynamic_context_parallel=false, "
+    "or actor_rollout_ref.model.use_fused_kernels=false"
+)
+MEGATRON_FUSED_MODEL_ERROR = (
+    "self-certainty with fused kernels on the Megatron engine needs a plain GPT model (vision-language models are "
+    "not supported): set actor_rollout_ref.model.use_fused_kernels=false"
 )
 
 

@@ -5,7 +5,7 @@ are padding rows of the embedding and are excluded) and sampling temperature tau
 
     SC = KL(Uniform_V || softmax(z / tau)) = logsumexp(z / tau) - mean(z / tau) - log V        (eq. 1)
 
-and the sequence reward is the masked mean of SC over response tokens. Four entry points agree to 1e-4:
+and the sequence reward is the masked mean of SC over response tokens. Five entry points agree to 1e-4:
 
 * :func:`self_certainty_from_logits` evaluates eq. 1 from full logits;
 * :func:`self_certainty_from_logits_and_log_probs` uses logsumexp(z/tau) = z_y/tau - log p_y for the
@@ -15,7 +15,9 @@ and the sequence reward is the masked mean of SC over response tokens. Four entr
   parallelism) with one all-gather of two numbers per token over the tensor-parallel group;
 * :func:`self_certainty_from_hidden_states` uses z = h W^T, so z_y - mean z = h.(W_y - w_bar) with w_bar the
   mean of the true-vocabulary rows of W: SC = h.(W_y - w_bar) / tau - log p_y - log V. No pass over the
-  vocabulary per token, for verl's fused-kernel path that never materialises logits.
+  vocabulary per token, for verl's fused-kernel path that never materialises logits;
+* :func:`vocab_parallel_hidden_stats` is the same identity on vocabulary shards of W (Megatron tensor
+  parallelism under fused kernels): z_y and h.w_bar from the shards, combined like the logit shards above.
 
 All computation is fp32 and chunked over tokens: the extra peak memory is one ``[chunk, V]`` fp32 block.
 Non-finite logits are rejected: on CPU with ``ValueError``; on an accelerator through an asynchronous
@@ -269,13 +271,19 @@ def vocab_parallel_logit_stats(
         if num_true_local < num_local:  # padding columns: few, only on the last rank(s)
             local[2, rows] = torch.logsumexp(flat[rows, num_true_local:].float() / scale, dim=-1)
     local[:2] /= temp if isinstance(temp, float) else temp
+    return _combine_shard_stats(local, vocab_size, group).view(3, *logits_shard.shape[:-1])
+
+
+def _combine_shard_stats(local: torch.Tensor, vocab_size: int, group: dist.ProcessGroup | None) -> torch.Tensor:
+    """``[3, T]`` per-rank (z_y or 0, sum over true columns, padding logsumexp) -> the group's ``[3, T]`` stats.
+
+    One all-gather of three numbers per token: z_y and the sums add up (only the rank owning y contributes z_y),
+    the padding columns' logsumexps combine by a logsumexp.
+    """
     gathered = [torch.empty_like(local) for _ in range(dist.get_world_size(group))]
     dist.all_gather(gathered, local, group=group)
     stacked = torch.stack(gathered)  # [ranks, 3, T]
-    stats = torch.stack(
-        [stacked[:, 0].sum(0), stacked[:, 1].sum(0) / vocab_size, torch.logsumexp(stacked[:, 2], dim=0)]
-    )
-    return stats.view(3, *logits_shard.shape[:-1])
+    return torch.stack([stacked[:, 0].sum(0), stacked[:, 1].sum(0) / vocab_size, torch.logsumexp(stacked[:, 2], dim=0)])
 
 
 def self_certainty_from_logit_stats(stats: torch.Tensor, log_probs: torch.Tensor, vocab_size: int) -> torch.Tensor:
@@ -375,6 +383,76 @@ def centred_logits_from_hidden_states(
         # embedding() is the fastest row gather; W_y is one [chunk, H] block, never [T, H]
         centred[rows] = torch.linalg.vecdot(h, F.embedding(ids[rows], weight).float()) - h @ w_bar
     return centred.view(hidden.shape[:-1])
+
+
+def vocab_shard_row_sum(weight_shard: torch.Tensor, vocab_start_index: int, vocab_size: int) -> torch.Tensor:
+    """``[H]`` fp32 sum of this shard's true-vocabulary rows (global index < ``vocab_size``; zeros for padding only).
+
+    Summed over the tensor-parallel group and divided by V it is w_bar; one pass over the shard, so compute it once
+    per weight update and pass it to every micro-batch of :func:`vocab_parallel_hidden_stats`.
+
+    Args:
+        weight_shard: ``[V_local, H]`` rows ``[vocab_start_index, vocab_start_index + V_local)`` of the output layer.
+        vocab_start_index, vocab_size: as in :func:`self_certainty_from_vocab_parallel_logits`.
+    """
+    num_true_local = max(0, min(weight_shard.shape[0], vocab_size - vocab_start_index))
+    return weight_shard[:num_true_local].sum(dim=0, dtype=torch.float32)
+
+
+def vocab_parallel_hidden_stats(
+    hidden: torch.Tensor,
+    weight_shard: torch.Tensor,
+    token_ids: torch.Tensor,
+    vocab_start_index: int,
+    vocab_size: int,
+    group: dist.ProcessGroup | None = None,
+    temperature: Temperature = 1.0,
+    row_sum: torch.Tensor | None = None,
+    chunk_size_tokens: int = DEFAULT_CHUNK_TOKENS,
+) -> torch.Tensor:
+    """Path (iii) on vocabulary shards: :func:`vocab_parallel_logit_stats` from hidden states, z = h W^T never built.
+
+    With z = h W^T / tau over the padded width (rank r holds rows ``[vocab_start_index, +V_local)`` of W):
+    ``[0]`` z_y = h.W_y / tau, from the rank owning y only; ``[1]`` mean_V z = h.(sum_r S_r) / (V tau) with S_r
+    the shard's true-row sum (:func:`vocab_shard_row_sum`); ``[2]`` the logsumexp of z over the padding rows
+    (>= ``vocab_size``; -inf when there are none), one ``[chunk, padding rows]`` block (Megatron pads fewer than
+    128 x tp rows). One all-gather of three numbers per token over ``group``; feed the result to
+    :func:`self_certainty_from_logit_stats` with log p_y over the padded width (what verl's fused kernel returns).
+
+    Args:
+        hidden: ``[..., H]`` final hidden states (after the final norm), the same on every rank of the group.
+        weight_shard: ``[V_local, H]`` this rank's output-layer rows (not modified).
+        token_ids: ``[...]`` int64 labels y (< vocab_size).
+        vocab_start_index, vocab_size, group, temperature, chunk_size_tokens: as in
+            :func:`vocab_parallel_logit_stats`.
+        row_sum: ``[H]`` cached :func:`vocab_shard_row_sum` of ``weight_shard`` (recomputed when ``None``).
+
+    Returns:
+        ``[3, ...]`` fp32, identical on every rank of the group.
+    """
+    num_local = weight_shard.shape[0]
+    num_true_local = max(0, min(num_local, vocab_size - vocab_start_index))
+    flat = hidden.reshape(-1, hidden.shape[-1])
+    ids = token_ids.reshape(-1) - vocab_start_index
+    owned = (ids >= 0) & (ids < num_true_local)
+    local_ids = torch.where(owned, ids, 0)
+    row_sum = vocab_shard_row_sum(weight_shard, vocab_start_index, vocab_size) if row_sum is None else row_sum
+    row_sum = row_sum.float()
+    padding_rows = weight_shard[num_true_local:].float()  # [padding rows, H]: few, only on the last rank(s)
+    temp = _token_temperature(temperature, hidden.shape[:-1])
+    local = torch.zeros(3, flat.shape[0], dtype=torch.float32, device=hidden.device)
+    local[2].fill_(-math.inf)
+    for rows in _chunks(flat.shape[0], chunk_size_tokens):
+        h = flat[rows].float()
+        if num_true_local:
+            # W_y is one [chunk, H] gather; ids this rank does not own read row 0 and are zeroed
+            z_y = torch.linalg.vecdot(h, F.embedding(local_ids[rows], weight_shard).float())
+            local[0, rows] = torch.where(owned[rows], z_y, 0.0)
+            local[1, rows] = h @ row_sum
+        if padding_rows.shape[0]:
+            local[2, rows] = torch.logsumexp((h @ padding_rows.T) / _rows(temp, rows), dim=-1)
+    local[:2] /= temp if isinstance(temp, float) else temp
+    return _combine_shard_stats(local, vocab_size, group).view(3, *hidden.shape[:-1])
 
 
 def sequence_self_certainty(token_sc: torch.Tensor, response_mask: torch.Tensor) -> torch.Tensor:
