@@ -1,5 +1,5 @@
 """``verl-rlif study`` without Ray: its statistics (hand-worked), its plan, its table from verl-format metrics files,
-its resume rules and its command-line refusals. The real main_ppo runs are in tests/e2e/test_study_through_main_ppo.py."""
+its resume rules and its command-line refusals. The real main_ppo runs: tests/e2e/test_study_through_main_ppo.py."""
 
 import json
 import os
