@@ -113,8 +113,9 @@ class Run:
         if self.series.get(monitor.key):
             return monitor.key
         plugin_run = any(key.startswith(PLUGIN_PREFIX) for key in self.series)
-        if monitor.fallback and not plugin_run and self.series.get(monitor.fallback):
-            return monitor.fallback
+        fallback = self.series.get(monitor.fallback) if monitor.fallback and not plugin_run else None
+        if fallback and (not monitor.fraction or all(0.0 <= value <= 1.0 for _, value in fallback)):
+            return monitor.fallback  # a reward outside [0, 1] (a +-1 or shaped reward) is no accuracy
         return None
 
     def monitor_points(self, monitor: Monitor) -> list[tuple[float, float]]:

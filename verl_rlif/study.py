@@ -24,6 +24,9 @@ prompts (a paired test would be sharper). Read a difference near the threshold a
 
 from __future__ import annotations
 
+import glob
+import hashlib
+import importlib.metadata
 import json
 import math
 import os
@@ -31,7 +34,7 @@ import re
 import shutil
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 
 from verl_rlif.configs import CONFIG_DIR
 from verl_rlif.files import atomic_output
@@ -42,6 +45,7 @@ PRESET_ORDER = ("full", "vote_only", "self_certainty_only", "entropy_only", "gro
 """The shipped presets in the order the study runs and reports them (the method, its single-reward ablations, the
 supervised reference)."""
 SUPERVISED = "ground_truth_grpo"
+DEFAULT_MODEL = "SmolLM2-135M-Instruct (verl-rlif's demo model)"
 BASE = "base"  # the greedy score of the model before training: a directory beside the presets'
 Z_95 = 1.959963984540054  # two-sided 95 % normal quantile
 WINDOW_STEPS = 5  # "first" and "last" in the table: means over this many training steps
@@ -104,6 +108,7 @@ class StudyPlan:
     def training_run(self, preset: str) -> MainPPORun:
         s = self.settings
         overrides = [
+            "trainer.resume_mode=disable",  # never verl's `auto`: a leftover checkpoint would skip the training
             f"trainer.test_freq={s.test_freq_steps}",
             f"actor_rollout_ref.rollout.val_kwargs.n={s.val_samples}",
             f"trainer.save_freq={s.steps if s.greedy else -1}",  # the final checkpoint, for the greedy score
@@ -116,10 +121,12 @@ class StudyPlan:
         if preset == BASE:
             overrides.append("trainer.resume_mode=disable")
         else:
-            checkpoint = os.path.join(self.training_run(preset).checkpoint_dir, f"global_step_{self.settings.steps}")
+            checkpoint = self.final_checkpoint(preset)
             overrides += ["trainer.resume_mode=resume_path", f"trainer.resume_from_path={checkpoint}"]
-        run = self._run(preset, os.path.join(self.preset_dir(preset), "greedy"), overrides, self.settings.steps)
-        return run
+        return self._run(preset, os.path.join(self.preset_dir(preset), "greedy"), overrides, self.settings.steps)
+
+    def final_checkpoint(self, preset: str) -> str:
+        return os.path.join(self.training_run(preset).checkpoint_dir, f"global_step_{self.settings.steps}")
 
 
 GREEDY = [
@@ -141,39 +148,58 @@ def is_done(plan: StudyPlan, name: str) -> bool:
     return os.path.isfile(os.path.join(plan.preset_dir(name), "done.json"))
 
 
+class StudyError(RuntimeError):
+    """A preset left in a state the study cannot go on from, in one line naming the fix."""
+
+
+def _record(path: str, started: float, run: MainPPORun, **fields) -> None:
+    with atomic_output(path) as f:
+        json.dump({**fields, "wall_s": round(time.time() - started, 1), "command": run.command()}, f, indent=1)
+
+
 def run_preset(plan: StudyPlan, preset: str, launch: Launcher) -> int:
     """Train ``preset`` (and score its final checkpoint greedily); ``done.json`` marks success. Returns the first
-    non-zero exit code, else 0."""
+    non-zero exit code, else 0.
+
+    Raises:
+        StudyError: the preset was trained before an interruption but its checkpoint, needed for the greedy
+            score, is gone.
+    """
     started = time.time()
     training = plan.training_run(preset)
     trained = os.path.join(training.output_dir, "trained.json")
-    os.makedirs(training.output_dir, exist_ok=True)
+    final = plan.final_checkpoint(preset)
     code = 0
-    if not os.path.isfile(trained):  # else trained before an interruption: score what it left
+    if not os.path.isfile(trained):
+        # from scratch: an interrupted run's metrics and checkpoints would otherwise mix with this one's
+        shutil.rmtree(training.checkpoint_dir, ignore_errors=True)
+        os.makedirs(training.output_dir, exist_ok=True)
         code = launch(training, os.path.join(training.output_dir, "main_ppo.log"))
         if code == 0:
-            with atomic_output(trained) as f:
-                json.dump({"wall_s": round(time.time() - started, 1), "command": training.command()}, f, indent=1)
+            _record(trained, started, training)
+    elif plan.settings.greedy and not os.path.isdir(final):
+        raise StudyError(
+            f"{preset} was trained, but its final checkpoint {final} is gone, so it cannot be scored greedily: "
+            f"delete {plan.preset_dir(preset)} to train it again, or pass --no-greedy"
+        )
     if code == 0 and plan.settings.greedy:
         greedy = plan.greedy_run(preset)
         code = launch(greedy, os.path.join(greedy.output_dir, "main_ppo.log"))
-        if not plan.settings.keep_checkpoints:
+        if code == 0 and not plan.settings.keep_checkpoints:
             shutil.rmtree(training.checkpoint_dir, ignore_errors=True)  # ~2 GB a preset: the study keeps metrics
     if code == 0:
-        record = {"preset": preset, "wall_s": round(time.time() - started, 1), "command": training.command()}
-        with atomic_output(os.path.join(plan.preset_dir(preset), "done.json")) as f:
-            json.dump(record, f, indent=1)
+        _record(os.path.join(plan.preset_dir(preset), "done.json"), started, training, preset=preset)
     return code
 
 
 def run_base(plan: StudyPlan, launch: Launcher) -> int:
     """The model before training, greedily (every preset starts from it)."""
+    started = time.time()
     run = plan.greedy_run(BASE)
     os.makedirs(run.output_dir, exist_ok=True)
     code = launch(run, os.path.join(run.output_dir, "main_ppo.log"))
     if code == 0:
-        with atomic_output(os.path.join(plan.preset_dir(BASE), "done.json")) as f:
-            json.dump({"preset": BASE, "command": run.command()}, f, indent=1)
+        _record(os.path.join(plan.preset_dir(BASE), "done.json"), started, run, preset=BASE)
     return code
 
 
@@ -238,7 +264,9 @@ def _first_last(run: Run, key: str) -> str:
     first, last = _window(run, monitor, last=False), _window(run, monitor, last=True)
     if first is None:
         return "not logged"
-    return f"{first:.2f} → {last:.2f}"
+    logged = run.monitor_key(monitor)
+    source = f" ({logged})" if logged != monitor.key else ""  # verl's own metric stands in: say which
+    return f"{first:.2f} → {last:.2f}{source}"
 
 
 TABLE_MONITORS = (
@@ -259,8 +287,10 @@ def summary_markdown(plan: StudyPlan, names: list[str]) -> str:
         f"Validation: {s.val_prompts} held-out prompts; sampled = mean@{s.val_samples} at the training "
         f"temperature ({s.val_prompts * s.val_samples} responses), greedy = one response each. Brackets: Wilson 95 % "
         f"interval. \\* = the change from step 0 (greedy: from the model before training) is beyond noise "
-        f"(two-proportion z-test, 5 %). Training columns: "
-        f"mean of the first → last {WINDOW_STEPS} steps.",
+        f"(two-proportion z-test, 5 %); both treat responses as independent, though responses to one prompt are "
+        f"correlated, so read a \\* near the threshold as unsettled. Training columns: mean of the first → last "
+        f"{WINDOW_STEPS} steps (they overlap below {2 * WINDOW_STEPS} steps). A preset still running or stopped "
+        f"is marked (incomplete).",
         "",
     ]
     base = validation_accuracy(read_preset(plan, BASE)[1], s.val_prompts)
@@ -274,13 +304,15 @@ def summary_markdown(plan: StudyPlan, names: list[str]) -> str:
             continue
         val = validation_accuracy(training, s.val_prompts)
         steps = int(max((step for points in training.series.values() for step, _ in points), default=0))
-        row = [name, str(steps)]
-        if len(val) > 1:
-            (_, first), (_, last) = val[0], val[-1]
+        row = [name if is_done(plan, name) else f"{name} (incomplete)", str(steps)]
+        first = next((acc for step, acc in val if step == 0), None)  # before training, or not logged at all
+        last = val[-1][1] if val and val[-1][0] > 0 else None
+        row += [str(first) if first else "not logged", str(last) if last else "not yet"]
+        if first and last:
             star = "\\*" if beyond_noise(first.value, first.responses, last.value, last.responses) else ""
-            row += [str(first), str(last), f"{last.value - first.value:+.3f}{star}"]
+            row.append(f"{last.value - first.value:+.3f}{star}")
         else:
-            row += [str(val[0][1]) if val else "not logged", "not yet", "not yet"]
+            row.append("-")
         row.append(_greedy_cell(validation_accuracy(greedy, s.val_prompts), base))
         row += [_first_last(training, key) for key, _ in TABLE_MONITORS]
         lines.append("| " + " | ".join(row) + " |")
@@ -332,12 +364,59 @@ def write_summary(plan: StudyPlan, names: list[str]) -> tuple[str, str | None]:
     return md, figure
 
 
-def record_plan(plan: StudyPlan) -> str | None:
-    """Write ``study.json`` (settings, device, overrides) on a study's first run; on a later run, why its settings
-    differ from the recorded ones (finished presets would not be comparable), else None. The preset list may
-    change: presets are independent runs."""
+RUN_CONFIGS = ("rlif.yaml", "rlif_plugin.yaml", "demo", "study", "preset")
+"""What defines a study's runs besides its settings (``config_fingerprint``); experiment configs do not."""
+
+
+def config_fingerprint(config_dir: str) -> str:
+    """sha256 over the config files that compose a study run (:data:`RUN_CONFIGS`), names and contents."""
+    digest = hashlib.sha256()
+    for entry in RUN_CONFIGS:
+        path = os.path.join(config_dir, entry)
+        files = [path] if os.path.isfile(path) else sorted(glob.glob(os.path.join(path, "*.yaml")))
+        for name in files:
+            digest.update(os.path.relpath(name, config_dir).encode() + b"\0")
+            with open(name, "rb") as f:
+                digest.update(f.read() + b"\0")
+    return digest.hexdigest()[:16]
+
+
+def plan_record(plan: StudyPlan) -> dict:
+    """What must not change while a study is resumed: its settings, model, device, overrides, the configs that
+    compose its runs, and the versions of verl-rlif and verl (code changes within one version are not seen)."""
+    from verl_rlif import __version__
+
+    try:
+        verl = importlib.metadata.version("verl")
+    except importlib.metadata.PackageNotFoundError:
+        verl = None
     record = {**asdict(plan.settings), "device": plan.device, "overrides": plan.overrides}
     record.pop("keep_checkpoints")
+    return {
+        **record,
+        "model_path": plan.model_path or DEFAULT_MODEL,
+        "configs_sha256": config_fingerprint(plan.config_dir),
+        "verl_rlif": __version__,
+        "verl": verl,
+    }
+
+
+def load_settings(output_dir: str) -> StudySettings | None:
+    """The settings a study in ``output_dir`` ran with (its ``study.json``), or None when there is none."""
+    path = os.path.join(output_dir, "study.json")
+    if not os.path.isfile(path):
+        return None
+    with open(path, encoding="utf-8") as f:
+        record = json.load(f)
+    names = {f.name for f in fields(StudySettings)}
+    return StudySettings(**{key: value for key, value in record.items() if key in names})
+
+
+def record_plan(plan: StudyPlan) -> str | None:
+    """Write ``study.json`` (:func:`plan_record`) on a study's first run; on a later run, why it differs from the
+    recorded one (finished presets would not be comparable), else None. The preset list may change: presets are
+    independent runs."""
+    record = plan_record(plan)
     path = os.path.join(plan.output_dir, "study.json")
     if os.path.isfile(path):
         with open(path, encoding="utf-8") as f:
@@ -362,11 +441,13 @@ __all__ = [
     "SUPERVISED",
     "VAL_ACC_PATTERN",
     "PlotError",
+    "StudyError",
     "StudyPlan",
     "StudySettings",
     "available_presets",
     "beyond_noise",
     "is_done",
+    "load_settings",
     "record_plan",
     "run_base",
     "run_preset",

@@ -49,8 +49,28 @@ def add_parser(subparsers) -> None:
     study.set_defaults(run=run)
 
 
+OWNED = {  # overrides the study sets itself: the flag to use instead
+    "+preset": "--presets",
+    "+demo": "--device",
+    "+study": "--device",
+    "trainer.total_training_steps": "--steps",
+    "trainer.test_freq": "--test-freq",
+    "actor_rollout_ref.rollout.val_kwargs.n": "--val-samples",
+    "trainer.val_before_train": "(always on in a study)",
+    "data.train_files": "(the study writes its data)",
+    "data.val_files": "(the study writes its data)",
+    "actor_rollout_ref.model.path": "--model-path",
+    "trainer.resume_mode": "(a study resumes by preset, not by checkpoint)",
+}
+
+
 def problem(args: argparse.Namespace, presets: list[str]) -> str | None:
     """What is wrong with the command line, before any data, model or Ray."""
+    for override in args.overrides:
+        key = override.split("=", 1)[0].lstrip("~")
+        key = key if key.split("=")[0] in ("+preset", "+demo", "+study") else key.lstrip("+")
+        if key in OWNED:
+            return f"{override}: the study sets {key} itself; use {OWNED[key]}"
     unknown = [p for p in args.presets if p not in presets]
     if unknown:
         return f"--presets {' '.join(unknown)}: unknown; choose from {', '.join(presets)}"
@@ -68,14 +88,21 @@ def problem(args: argparse.Namespace, presets: list[str]) -> str | None:
 
 def run(args: argparse.Namespace) -> int:
     from verl_rlif import study
-    from verl_rlif.testing.data import write_arithmetic_parquet
-    from verl_rlif.testing.e2e import TIMEOUT_EXIT_CODE, run_main_ppo
-    from verl_rlif.testing.smollm2 import smollm2_path
 
     bad = problem(args, study.available_presets())
     if bad:
         print(f"{PROG}: {bad}", file=sys.stderr)
         return 2
+    output_dir = os.path.abspath(args.output_dir)
+    if args.summary_only:  # the settings the study ran with, not this command line's defaults
+        settings = study.load_settings(output_dir)
+        if settings is None:
+            print(
+                f"{PROG}: no study in {output_dir} (no study.json): run it first, without --summary-only",
+                file=sys.stderr,
+            )
+            return 2
+        return summarise(study, plan_for(args, output_dir, settings))
     settings = study.StudySettings(
         steps=args.steps,
         train_prompts=args.train_prompts,
@@ -85,47 +112,68 @@ def run(args: argparse.Namespace) -> int:
         greedy=not args.no_greedy,
         keep_checkpoints=args.keep_checkpoints,
     )
-    output_dir = os.path.abspath(args.output_dir)
+    plan = plan_for(args, output_dir, settings)
+    mismatch = study.record_plan(plan)  # a resumed study must go on with what it started with
+    if mismatch:
+        print(f"{PROG}: {mismatch}", file=sys.stderr)
+        return 2
+    code = run_study(args, study, plan)
+    return code or summarise(study, plan)
+
+
+def plan_for(args: argparse.Namespace, output_dir: str, settings):
+    from verl_rlif.study import StudyPlan
+
     data_dir = os.path.join(output_dir, "data")
-    plan = study.StudyPlan(
+    return StudyPlan(
         presets=args.presets,
         output_dir=output_dir,
-        model_path="",
+        model_path=os.path.abspath(args.model_path) if args.model_path else "",  # "": the demo's model
         train_file=os.path.join(data_dir, "train.parquet"),
         val_file=os.path.join(data_dir, "val.parquet"),
         settings=settings,
         device=args.device,
         overrides=list(args.overrides),
     )
-    if not args.summary_only:
-        mismatch = study.record_plan(plan)  # a resumed study must go on with the settings it started with
-        if mismatch:
-            print(f"{PROG}: {mismatch}", file=sys.stderr)
-            return 2
-        if args.model_path is None:
-            print(f"{PROG}: preparing SmolLM2-135M-Instruct (first run: download + conversion) and the data set")
-        plan.model_path = os.path.abspath(args.model_path) if args.model_path else smollm2_path()
-        write_arithmetic_parquet(data_dir, settings.train_prompts, settings.val_prompts)
 
-        def launch(run_, log_path):
-            print(f"{PROG}: {os.path.relpath(run_.output_dir, output_dir)}: running main_ppo (log: {log_path})")
-            code = run_main_ppo(run_, log_path, timeout_s=args.timeout_s)
-            if code == TIMEOUT_EXIT_CODE:
-                print(f"{PROG}: stopped after the {args.timeout_s} s limit (--timeout-s); see {log_path}")
-            elif code:
-                print(f"{PROG}: main_ppo failed with exit code {code}; see {log_path}", file=sys.stderr)
-            return code
 
-        names = ([study.BASE] if settings.greedy else []) + plan.presets
-        for name in names:
-            if study.is_done(plan, name):
-                print(f"{PROG}: {name}: finished earlier, kept (delete {plan.preset_dir(name)} to run it again)")
-                continue
+def run_study(args: argparse.Namespace, study, plan) -> int:
+    """Every preset not finished yet, in order (the model's greedy score first); the first failure stops it."""
+    from verl_rlif.testing.data import write_arithmetic_parquet
+    from verl_rlif.testing.e2e import TIMEOUT_EXIT_CODE, run_main_ppo
+    from verl_rlif.testing.smollm2 import smollm2_path
+
+    if not plan.model_path:
+        print(f"{PROG}: preparing SmolLM2-135M-Instruct (first run: download + conversion) and the data set")
+        plan.model_path = smollm2_path()
+    write_arithmetic_parquet(os.path.dirname(plan.train_file), plan.settings.train_prompts, plan.settings.val_prompts)
+
+    def launch(run_, log_path):
+        print(f"{PROG}: {os.path.relpath(run_.output_dir, plan.output_dir)}: running main_ppo (log: {log_path})")
+        code = run_main_ppo(run_, log_path, timeout_s=args.timeout_s)
+        if code == TIMEOUT_EXIT_CODE:
+            print(f"{PROG}: stopped after the {args.timeout_s} s limit (--timeout-s); see {log_path}", file=sys.stderr)
+        elif code:
+            print(f"{PROG}: main_ppo failed with exit code {code}; see {log_path}", file=sys.stderr)
+        return code
+
+    for name in ([study.BASE] if plan.settings.greedy else []) + plan.presets:
+        if study.is_done(plan, name):
+            print(f"{PROG}: {name}: finished earlier, kept (delete {plan.preset_dir(name)} to run it again)")
+            continue
+        try:
             code = study.run_base(plan, launch) if name == study.BASE else study.run_preset(plan, name, launch)
-            if code:
-                return code
-            study.write_summary(plan, plan.presets)
-            print(f"{PROG}: {name}: done")
+        except study.StudyError as exc:
+            print(f"{PROG}: {exc}", file=sys.stderr)
+            return 2
+        if code:
+            return code
+        study.write_summary(plan, plan.presets)  # the table grows preset by preset
+        print(f"{PROG}: {name}: done")
+    return 0
+
+
+def summarise(study, plan) -> int:
     try:
         md, figure = study.write_summary(plan, plan.presets)
     except study.PlotError as exc:
