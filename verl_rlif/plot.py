@@ -341,8 +341,18 @@ def plot_runs(runs: list[Run], path: str, title: str = "verl-rlif collapse monit
         if absent:
             notes.append("not logged" if len(absent) == len(runs) else "not logged by " + ", ".join(absent))
         if notes:
+            drawn = len(absent) < len(runs)  # curves in the panel: the note goes to a corner, above them
             ax.text(
-                0.5, 0.5, "\n".join(notes), ha="center", va="center", wrap=True, transform=ax.transAxes, color="0.4"
+                *((0.02, 0.97) if drawn else (0.5, 0.5)),
+                "\n".join(notes),
+                ha="left" if drawn else "center",
+                va="top" if drawn else "center",
+                wrap=True,
+                transform=ax.transAxes,
+                color="0.3",
+                fontsize=8 if drawn else 10,
+                bbox={"facecolor": "white", "alpha": 0.8, "edgecolor": "none"} if drawn else None,
+                zorder=5,
             )
         if monitor.fraction:
             ax.set_ylim(-0.03, 1.03)
