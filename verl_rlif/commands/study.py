@@ -49,18 +49,18 @@ def add_parser(subparsers) -> None:
     study.set_defaults(run=run)
 
 
-OWNED = {  # overrides the study sets itself: the flag to use instead
-    "+preset": "--presets",
-    "+demo": "--device",
-    "+study": "--device",
-    "trainer.total_training_steps": "--steps",
-    "trainer.test_freq": "--test-freq",
-    "actor_rollout_ref.rollout.val_kwargs.n": "--val-samples",
-    "trainer.val_before_train": "(always on in a study)",
-    "data.train_files": "(the study writes its data)",
-    "data.val_files": "(the study writes its data)",
-    "actor_rollout_ref.model.path": "--model-path",
-    "trainer.resume_mode": "(a study resumes by preset, not by checkpoint)",
+OWNED = {  # overrides the study sets itself -> what to do instead
+    "+preset": "use --presets",
+    "+demo": "use --device",
+    "+study": "use --device",
+    "trainer.total_training_steps": "use --steps",
+    "trainer.test_freq": "use --test-freq",
+    "actor_rollout_ref.rollout.val_kwargs.n": "use --val-samples",
+    "trainer.val_before_train": "it is always on (step 0 is the model before training)",
+    "data.train_files": "the study writes its own data (--train-prompts)",
+    "data.val_files": "the study writes its own data (--val-prompts)",
+    "actor_rollout_ref.model.path": "use --model-path",
+    "trainer.resume_mode": "a study resumes preset by preset (finished ones are kept), never from a checkpoint",
 }
 
 
@@ -68,9 +68,9 @@ def problem(args: argparse.Namespace, presets: list[str]) -> str | None:
     """What is wrong with the command line, before any data, model or Ray."""
     for override in args.overrides:
         key = override.split("=", 1)[0].lstrip("~")
-        key = key if key.split("=")[0] in ("+preset", "+demo", "+study") else key.lstrip("+")
+        key = key if key in ("+preset", "+demo", "+study") else key.lstrip("+")
         if key in OWNED:
-            return f"{override}: the study sets {key} itself; use {OWNED[key]}"
+            return f"{override}: the study sets {key} itself; {OWNED[key]}"
     unknown = [p for p in args.presets if p not in presets]
     if unknown:
         return f"--presets {' '.join(unknown)}: unknown; choose from {', '.join(presets)}"
