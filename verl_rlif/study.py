@@ -38,13 +38,12 @@ from dataclasses import asdict, dataclass, field, fields
 
 from verl_rlif.configs import CONFIG_DIR
 from verl_rlif.files import atomic_output
-from verl_rlif.plot import MONITORS, VAL_ACC_PATTERN, Monitor, PlotError, Run, plot_runs
+from verl_rlif.plot import MONITORS, Monitor, PlotError, Run, plot_runs
 from verl_rlif.testing.e2e import MainPPORun, read_metrics
 
 PRESET_ORDER = ("full", "vote_only", "self_certainty_only", "entropy_only", "ground_truth_grpo")
 """The shipped presets in the order the study runs and reports them (the method, its single-reward ablations, the
 supervised reference)."""
-SUPERVISED = "ground_truth_grpo"
 DEFAULT_MODEL = "SmolLM2-135M-Instruct (verl-rlif's demo model)"
 BASE = "base"  # the greedy score of the model before training: a directory beside the presets'
 Z_95 = 1.959963984540054  # two-sided 95 % normal quantile
@@ -438,8 +437,6 @@ def record_plan(plan: StudyPlan) -> str | None:
 __all__ = [
     "BASE",
     "PRESET_ORDER",
-    "SUPERVISED",
-    "VAL_ACC_PATTERN",
     "PlotError",
     "StudyError",
     "StudyPlan",

@@ -8,7 +8,6 @@ import os
 import sys
 
 PROG = "verl-rlif study"
-PROBLEMS = 2 * 9**2  # distinct sums and products of 1..9 (verl_rlif.testing.data.arithmetic_problems)
 
 
 def add_parser(subparsers) -> None:
@@ -79,8 +78,13 @@ def problem(args: argparse.Namespace, presets: list[str]) -> str | None:
     for name in ("steps", "train_prompts", "val_prompts", "val_samples", "test_freq"):
         if getattr(args, name) < 1:
             return f"--{name.replace('_', '-')} {getattr(args, name)}: must be at least 1"
-    if args.train_prompts + args.val_prompts > PROBLEMS:
-        return f"--train-prompts + --val-prompts: the arithmetic set has {PROBLEMS} distinct problems; ask for fewer"
+    from verl_rlif.testing.data import distinct_problems
+
+    if args.train_prompts + args.val_prompts > distinct_problems():
+        return (
+            f"--train-prompts + --val-prompts: the arithmetic set has {distinct_problems()} distinct problems; "
+            "ask for fewer"
+        )
     if args.model_path is not None and not os.path.isdir(args.model_path):
         return f"--model-path {args.model_path}: not a directory (a local transformers model: config.json, weights)"
     return None

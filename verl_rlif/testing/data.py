@@ -9,10 +9,15 @@ DATA_SOURCE = "rlif_arithmetic"
 INSTRUCTION = "Put the final answer in \\boxed{}."
 
 
+def distinct_problems(max_operand: int = 9) -> int:
+    """How many distinct problems :func:`arithmetic_problems` can draw: a op b for op in {+, *}, a, b in 1..max."""
+    return 2 * max_operand**2
+
+
 def arithmetic_problems(count: int, seed: int = 0, max_operand: int = 9) -> list[tuple[str, str]]:
     """``count`` distinct ``(question, answer)`` pairs: sums and products of operands 1..``max_operand``."""
-    if count > 2 * max_operand**2:
-        raise ValueError(f"only {2 * max_operand**2} distinct problems have operands up to {max_operand}")
+    if count > distinct_problems(max_operand):
+        raise ValueError(f"only {distinct_problems(max_operand)} distinct problems have operands up to {max_operand}")
     rng = random.Random(seed)
     problems, seen = [], set()
     while len(problems) < count:
